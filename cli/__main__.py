@@ -1,0 +1,3 @@
+from wolfpack.cli import main
+
+main()

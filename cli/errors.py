@@ -1,0 +1,27 @@
+"""Wolfpack's one exception tree.
+
+Every error a user can meet derives from :class:`WolfpackError` and carries a
+message of the form "what is wrong, why, what to do instead".
+"""
+
+from __future__ import annotations
+
+
+class WolfpackError(Exception):
+    """Root of every error Wolfpack raises on purpose."""
+
+
+class SpecError(WolfpackError):
+    """A specification (state machine table) is malformed or inconsistent."""
+
+
+class InvalidEvent(WolfpackError):
+    """An event a machine does not accept in its current state (or at all)."""
+
+
+class ConfigError(WolfpackError):
+    """A configuration value is missing, malformed or violates a constraint."""
+
+
+class DependencyError(ConfigError):
+    """A resource dependency graph is invalid (cycle, unknown or cross-group)."""

@@ -1,0 +1,104 @@
+"""Every default value of Wolfpack, one named constant each, with its source.
+
+Times are integers in milliseconds.  Sources are the MSCS/WSFC property
+documentation (learn.microsoft.com, "previous-versions/windows/desktop/mscs")
+and KB articles, as collected in ``shared/reference/mscs-algorithms.md`` §1.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+MS = 1
+SECOND = 1000 * MS
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+
+# --- resources ---------------------------------------------------------------
+
+#: Maximum gap between status reports of a pending Online/Offline before the
+#: resource monitor calls Terminate.  MSCS Resources.PendingTimeout = 180000 ms.
+PENDING_TIMEOUT_MS = 180 * SECOND
+
+#: Upper bound on any entry-point call before deadlock handling.
+#: MSCS DeadlockTimeout = 300000 ms.
+DEADLOCK_TIMEOUT_MS = 300 * SECOND
+
+#: Cheap health check period.  MSCS ResourceTypes.LooksAlivePollInterval = 5000 ms.
+LOOKS_ALIVE_INTERVAL_MS = 5 * SECOND
+
+#: Thorough health check period.  MSCS ResourceTypes.IsAlivePollInterval = 60000 ms.
+IS_ALIVE_INTERVAL_MS = 60 * SECOND
+
+#: Smallest poll interval a resource may ask for.  MSCS Resources.LooksAlivePollInterval (minimum 10 ms).
+MIN_POLL_INTERVAL_MS = 10 * MS
+
+
+class RestartAction(IntEnum):
+    """MSCS Resources.RestartAction values (CLUSTER_RESOURCE_RESTART_ACTION)."""
+
+    DONT_RESTART = 0  # ClusterResourceDontRestart: stay Failed
+    RESTART_NO_NOTIFY = 1  # ClusterResourceRestartNoNotify: restart, never fail the group over
+    RESTART_NOTIFY = 2  # ClusterResourceRestartNotify: restart, then fail the group over
+
+
+#: MSCS Resources.RestartAction default = ClusterResourceRestartNotify (2).
+RESTART_ACTION = RestartAction.RESTART_NOTIFY
+
+#: Restarts allowed within RESTART_PERIOD_MS.  MSCS Resources.RestartThreshold = 3.
+RESTART_THRESHOLD = 3
+
+#: Window in which RESTART_THRESHOLD is counted.  MSCS Resources.RestartPeriod = 900000 ms (15 min).
+RESTART_PERIOD_MS = 15 * MINUTE
+
+#: Pause between a failure and the local restart.  WSFC RestartDelay = 500 ms.
+RESTART_DELAY_MS = 500 * MS
+
+#: Time in Failed before another online attempt.  MSCS Resources.RetryPeriodOnFailure
+#: = 0x36EE80 = 3600000 ms (1 h).
+RETRY_PERIOD_ON_FAILURE_MS = 1 * HOUR
+
+# --- groups ------------------------------------------------------------------
+
+#: MSCS Groups.FailoverThreshold default 0xFFFFFFFF means "number of nodes - 1".
+#: Wolfpack spells that as this sentinel; :func:`failover_threshold` resolves it.
+FAILOVER_THRESHOLD_NODES_MINUS_ONE = -1
+
+#: Window for the failover threshold.  MSCS Groups.FailoverPeriod = 6 h.
+FAILOVER_PERIOD_MS = 6 * HOUR
+
+
+class FailbackPolicy(IntEnum):
+    """MSCS Groups.AutoFailbackType values."""
+
+    PREVENT = 0  # ClusterGroupPreventFailback
+    ALLOW = 1  # ClusterGroupAllowFailback
+
+
+#: MSCS Groups.AutoFailbackType default = ClusterGroupPreventFailback (0).
+FAILBACK_POLICY = FailbackPolicy.PREVENT
+
+#: MSCS Groups.FailbackWindowStart/End default -1 (no window: fail back at any hour).
+FAILBACK_WINDOW_NONE = -1
+
+#: Failback attempts allowed per failover period (WSFC has no direct knob; the
+#: group's failover threshold is the natural bound).  Wolfpack default: 1 attempt.
+FAILBACK_ATTEMPT_LIMIT = 1
+
+
+def failover_threshold(configured: int, nodes: int) -> int:
+    """Resolve MSCS's "nodes - 1" default for a cluster of ``nodes`` nodes."""
+    if configured == FAILOVER_THRESHOLD_NODES_MINUS_ONE:
+        return max(nodes - 1, 0)
+    return configured
+
+
+# --- nodes and membership ------------------------------------------------------
+
+#: Heartbeat period.  MSCS 1.2 s (KB892422); WSFC SameSubnetDelay 1000 ms.
+#: Wolfpack aims lower (100 ms) on its own timer thread; see the runtime.
+HEARTBEAT_PERIOD_MS = 100 * MS
+
+#: Missed periods on every network before a peer is suspected.
+#: WSFC SameSubnetThreshold = 5 (MSCS used 6 on all interfaces, KB892422).
+HEARTBEAT_MISSED_THRESHOLD = 5
