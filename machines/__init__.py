@@ -7,6 +7,7 @@ from typing import Any
 
 from wolfpack.machines.live import LiveMachine, Step, effects_of
 from wolfpack.spec import dependencies
+from wolfpack.spec.defaults import FAILOVER_THRESHOLD_NODES_MINUS_ONE, failover_threshold
 from wolfpack.spec import node as node_spec
 from wolfpack.spec import resource as resource_spec
 from wolfpack.spec.group import make_group_spec
@@ -28,8 +29,11 @@ def group_machine(
 ) -> LiveMachine:
     """A group of the named resources; ``depends_on[r]`` lists what ``r`` needs.
 
-    Raises :class:`~wolfpack.errors.DependencyError` for a cycle, a
+    ``failover_threshold`` defaults to MSCS's "nodes - 1".  Raises
+    :class:`~wolfpack.errors.DependencyError` for a cycle, a
     self-dependency or an unknown resource.
     """
     matrix = dependencies.matrix(resources, depends_on or {})
+    if "failover_threshold" not in params:  # MSCS default: nodes - 1
+        params["failover_threshold"] = failover_threshold(FAILOVER_THRESHOLD_NODES_MINUS_ONE, params.get("nodes", 2))
     return LiveMachine(make_group_spec(len(resources)), dep=matrix, **params)

@@ -257,6 +257,9 @@ def make_group_spec(n: int) -> Spec:
         return Not(failback_allowed(r, e))
 
     cancel_move = {"target": NO_NODE}
+
+    def all_stopped(r: Any, e: Any) -> dict[str, Any]:
+        return {"res": (OFF,) * n, "target": NO_NODE}
     rows += [
         Transition("online", (OFFLINE, FAILED), ONLINE_PENDING,
                    update=then(lambda r, e: {"owner": e.node}, True), effects=WAVES,
@@ -285,6 +288,14 @@ def make_group_spec(n: int) -> Spec:
                    effects=WAVES, doc="fail back to the preferred node inside the failback window"),
         Transition("preferred_node_returned", (ONLINE,), None, guard=failback_refused,
                    doc="failback prevented, outside the window, or attempts used up"),
+        Transition("owner_halted", GOAL_ONLINE + (MOVING, FAILING_OVER), OFFLINE, update=all_stopped,
+                   effects=(Effect("report", "failover_needed", lambda r, e, r2: {"from_node": r.owner}),),
+                   doc="the owner node halted (failed, left or lost quorum): its resources are gone; "
+                       "the failover manager places the group"),
+        Transition("owner_halted", (OFFLINE_PENDING,), OFFLINE, update=all_stopped,
+                   effects=(Effect("report", "offline"),), doc="the owner halted while the group was going offline"),
+        Transition("owner_halted", (FAILING,), FAILED, update=all_stopped, effects=(Effect("report", "failed"),),
+                   doc="the owner halted while the group was giving up"),
         Transition("failover_period_elapsed", STATES, None,
                    update=lambda r, e: {"failover_count": 0, "failback_count": 0},
                    doc="FailoverPeriod is over: the counts start again"),
@@ -297,6 +308,7 @@ def make_group_spec(n: int) -> Spec:
         Ignore("offline", (OFFLINE,), "already offline"),
         Ignore("move", GOAL_OFFLINE, busy, reject=True),
         Ignore("failover_requested", GOAL_OFFLINE + (OFFLINE, FAILED), "the group is not running here any more"),
+        Ignore("owner_halted", (OFFLINE, FAILED), "nothing runs on any node"),
         Ignore("preferred_node_returned", tuple(s for s in STATES if s != ONLINE), "failback applies only to an Online group"),
         *(Ignore(t, (OFFLINE, FAILED), "every resource is Offline: a late report") for t in reports),
     )
@@ -383,6 +395,8 @@ def make_group_spec(n: int) -> Spec:
         Event("preferred_node_returned", "a node earlier in the preferred list is up again",
               (node_arg, Arg("hour", 0, HOURS_PER_DAY, "local hour of day", hi_max=HOURS_PER_DAY))),
         Event("failover_period_elapsed", "the FailoverPeriod timer fired"),
+        Event("owner_halted", "the owner node stopped all its resources (node failure, leave, eviction, "
+              "lost quorum)"),
         *(Event(t, f"report from resource i: {why}", (res_arg,)) for t, (_, _, why) in reports.items()),
     )
     return Spec(
