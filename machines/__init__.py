@@ -7,9 +7,9 @@ from typing import Any
 
 from wolfpack.machines.live import LiveMachine, Step, effects_of
 from wolfpack.spec import dependencies
-from wolfpack.spec.defaults import FAILOVER_THRESHOLD_NODES_MINUS_ONE, failover_threshold
 from wolfpack.spec import node as node_spec
 from wolfpack.spec import resource as resource_spec
+from wolfpack.spec.defaults import FAILOVER_THRESHOLD_NODES_MINUS_ONE, failover_threshold
 from wolfpack.spec.group import make_group_spec
 
 __all__ = ["LiveMachine", "Step", "effects_of", "group_machine", "node_machine", "resource_machine"]

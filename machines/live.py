@@ -113,7 +113,8 @@ class LiveMachine:
 
     @property
     def state(self) -> str:
-        return self.record.state
+        state: str = self.record.state
+        return state
 
     # -- the step API ---------------------------------------------------------------
     def step(self, trigger: str, **args: Any) -> list[Emitted]:

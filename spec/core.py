@@ -107,7 +107,7 @@ class Record:
     symbolic terms (proofs); guards cannot tell the difference.
     """
 
-    __slots__ = ("_values", "_state_index")
+    __slots__ = ("_state_index", "_values")
 
     def __init__(self, values: Mapping[str, Any], state_index: Mapping[str, Any] | None = None):
         object.__setattr__(self, "_values", dict(values))
@@ -196,12 +196,13 @@ class Effect:
     ``kind`` is one of :data:`EFFECT_KINDS`.  ``args`` computes the
     effect's arguments from (record before, event arguments, record after);
     ``when`` (over the record before and the event) makes the effect
-    conditional.  Effects are evaluated on concrete values only.
+    conditional; ``args`` returning None drops the effect (nothing to do).
+    Effects are evaluated on concrete values only.
     """
 
     kind: str
     name: str
-    args: Callable[[Any, Any, Any], Mapping[str, Any]] | None = None
+    args: Callable[[Any, Any, Any], Mapping[str, Any] | None] | None = None
     when: Guard | None = None
 
     def __post_init__(self) -> None:

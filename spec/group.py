@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import IntEnum
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from wolfpack.spec import defaults as d
@@ -94,7 +94,7 @@ def named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@lru_cache(maxsize=None)
+@cache
 def make_group_spec(n: int) -> Spec:
     """The group machine for a group of ``n`` >= 1 resources."""
     if n < 1:
@@ -174,6 +174,32 @@ def make_group_spec(n: int) -> Spec:
         "resource_failed": ((OP, ON), FAILED_R, "the resource failed and will not restart locally"),
         "resource_restarting": ((OP, ON, FAILED_R), OP, "the resource restarts locally (RestartDelay or retry)"),
     }
+    def all_on(r: Any) -> Any:
+        return all_are(r, ON)
+
+    def not_all_on(r: Any) -> Any:
+        return Not(all_are(r, ON))
+
+    def all_off(r: Any) -> Any:
+        return all_are(r, OFF)
+
+    def not_all_off(r: Any) -> Any:
+        return Not(all_are(r, OFF))
+
+    def reported(name: str, expected: Callable[..., Any], after: Callable[..., Any],
+                 cond: Callable[[Any], Any]) -> Callable[..., Any]:
+        """Guard: the report is expected, and ``cond`` holds once it is applied."""
+        return named(name, lambda r, e: And(expected(r, e), cond(after(r, e))))
+
+    #: where a goal-offline state goes once every resource is Offline
+    completions: tuple[tuple[str, str, Callable[..., Any] | None, tuple[Effect, ...]], ...] = (
+        (OFFLINE_PENDING, OFFLINE, None, (Effect("report", "offline"),)),
+        (MOVING, ONLINE_PENDING, lambda r1: {"owner": r1.target, "target": NO_NODE},
+         (Effect("report", "moved", lambda r, e, r2: {"node": r2.owner}),)),
+        (FAILING_OVER, OFFLINE, None,
+         (Effect("report", "failover_needed", lambda r, e, r2: {"from_node": r.owner}),)),
+        (FAILING, FAILED, None, (Effect("report", "failed"),)),
+    )
     rows: list[Transition] = []
     for trig, (accepted_from, to, why) in reports.items():
 
@@ -189,30 +215,20 @@ def make_group_spec(n: int) -> Spec:
         acc = named(f"{trig}_expected", accepted)
         report_waves = waves(after)
         rows += [
-            Transition(trig, GOAL_ONLINE, ONLINE,
-                       guard=named(f"{trig}_completes", lambda r, e, a=acc, f=after: And(a(r, e), all_are(f(r, e), ON))),
+            Transition(trig, GOAL_ONLINE, ONLINE, guard=reported(f"{trig}_completes", acc, after, all_on),
                        update=then(apply, True), effects=report_waves, doc=f"{why}; every resource is Online"),
-            Transition(trig, GOAL_ONLINE, ONLINE_PENDING,
-                       guard=named(f"{trig}_more_to_do", lambda r, e, a=acc, f=after: And(a(r, e), Not(all_are(f(r, e), ON)))),
+            Transition(trig, GOAL_ONLINE, ONLINE_PENDING, guard=reported(f"{trig}_more_to_do", acc, after, not_all_on),
                        update=then(apply, True), effects=report_waves, doc=f"{why}; start what is ready"),
-            Transition(trig, GOAL_OFFLINE, None,
-                       guard=named(f"{trig}_more_to_stop", lambda r, e, a=acc, f=after: And(a(r, e), Not(all_are(f(r, e), OFF)))),
-                       update=then(apply, False), effects=report_waves, doc=f"{why}; stop what no longer has dependents"),
+            Transition(trig, GOAL_OFFLINE, None, guard=reported(f"{trig}_more_to_stop", acc, after, not_all_off),
+                       update=then(apply, False), effects=report_waves,
+                       doc=f"{why}; stop what no longer has dependents"),
             Transition(trig, GOAL_ONLINE + GOAL_OFFLINE, None,
                        guard=named(f"{trig}_stale", lambda r, e, a=acc: Not(a(r, e))),
                        doc="a report that does not match the mirrored state (late or duplicated): no change"),
         ]
-        completions: tuple[tuple[str, str, Callable[..., Any] | None, tuple[Effect, ...]], ...] = (
-            (OFFLINE_PENDING, OFFLINE, None, (Effect("report", "offline"),)),
-            (MOVING, ONLINE_PENDING, lambda r1: {"owner": r1.target, "target": NO_NODE},
-             (Effect("report", "moved", lambda r, e, r2: {"node": r2.owner}),)),
-            (FAILING_OVER, OFFLINE, None, (Effect("report", "failover_needed", lambda r, e, r2: {"from_node": r.owner}),)),
-            (FAILING, FAILED, None, (Effect("report", "failed"),)),
-        )
         for source, dest, extra, effects in completions:
             rows.append(
-                Transition(trig, (source,), dest,
-                           guard=named(f"{trig}_last_to_stop", lambda r, e, a=acc, f=after: And(a(r, e), all_are(f(r, e), OFF))),
+                Transition(trig, (source,), dest, guard=reported(f"{trig}_last_to_stop", acc, after, all_off),
                            update=then(apply, dest == ONLINE_PENDING, extra), effects=(*effects, *report_waves),
                            doc=f"{why}; all resources are Offline")
             )
@@ -309,7 +325,8 @@ def make_group_spec(n: int) -> Spec:
         Ignore("move", GOAL_OFFLINE, busy, reject=True),
         Ignore("failover_requested", GOAL_OFFLINE + (OFFLINE, FAILED), "the group is not running here any more"),
         Ignore("owner_halted", (OFFLINE, FAILED), "nothing runs on any node"),
-        Ignore("preferred_node_returned", tuple(s for s in STATES if s != ONLINE), "failback applies only to an Online group"),
+        Ignore("preferred_node_returned", tuple(s for s in STATES if s != ONLINE),
+               "failback applies only to an Online group"),
         *(Ignore(t, (OFFLINE, FAILED), "every resource is Offline: a late report") for t in reports),
     )
 

@@ -112,10 +112,10 @@ def _failure_rows(trigger: str, source: str, doc: str) -> tuple[Transition, ...]
                 CANCEL_PENDING,
                 _call("Terminate"),
                 Effect("start_timer", "retry", lambda r, e, r2: {"ms": r.retry_period_ms}),
-                Effect("report", "failed", lambda r, e, r2: {"failover": r.restart_action == RestartAction.RESTART_NOTIFY}),
+                Effect("report", "failed", lambda r, e, r2: {"failover": bool(notify_group(r, e))}),
                 Effect("report", "group_failover_requested", when=notify_group),
             ),
-            doc=f"{doc}; restarts exhausted (or DontRestart): Failed, and the group fails over if RestartAction says so",
+            doc=f"{doc}; restarts exhausted (or DontRestart): Failed; the group fails over if RestartAction says so",
         ),
     )
 
@@ -184,8 +184,8 @@ def _all_but(*states: str) -> tuple[str, ...]:
 
 IGNORED: tuple[Ignore, ...] = (
     Ignore("online", (ONLINE, ONLINE_PENDING, RESTARTING), "already online or coming online"),
-    Ignore("online", (OFFLINE_PENDING,), "the resource is going offline; wait until it is Offline, then bring it online",
-           reject=True),
+    Ignore("online", (OFFLINE_PENDING,),
+           "the resource is going offline; wait until it is Offline, then bring it online", reject=True),
     Ignore("offline", (OFFLINE, OFFLINE_PENDING), "already offline or going offline"),
     *(Ignore(t, _all_but(ONLINE_PENDING), _STALE) for t in ("online_pending", "online_succeeded", "online_failed")),
     *(Ignore(t, _all_but(OFFLINE_PENDING), _STALE) for t in ("offline_pending", "offline_succeeded", "offline_failed")),

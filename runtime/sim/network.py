@@ -1,0 +1,121 @@
+"""A simulated datagram network between numbered nodes.
+
+Every fault is a setting: per-link loss, delay (a range; a wide range
+reorders), duplication, one-way cuts, partitions into groups, and crashed
+nodes.  All randomness comes from the RNG given at construction, so a run
+is a function of its seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from wolfpack.runtime.sim.clock import VirtualClock
+
+Deliver = Callable[[int, int, Any], None]  # (dst, src, payload)
+Trace = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LinkPolicy:
+    """How one direction of a link behaves."""
+
+    loss: float = 0.0
+    min_delay_ms: int = 1
+    max_delay_ms: int = 1
+    duplicate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.loss <= 1.0 and 0.0 <= self.duplicate <= 1.0):
+            raise ValueError("loss and duplicate are probabilities between 0 and 1")
+        if not 0 <= self.min_delay_ms <= self.max_delay_ms:
+            raise ValueError("need 0 <= min_delay_ms <= max_delay_ms")
+
+
+@dataclass
+class NetStats:
+    sent: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    duplicated: int = 0
+
+
+class SimNetwork:
+    def __init__(
+        self,
+        clock: VirtualClock,
+        rng: random.Random,
+        deliver: Deliver,
+        default: LinkPolicy | None = None,
+        trace: Trace | None = None,
+    ) -> None:
+        self.clock = clock
+        self.rng = rng
+        self._deliver = deliver
+        self.default = default or LinkPolicy()
+        self._policy: dict[tuple[int, int], LinkPolicy] = {}
+        self._cut: set[tuple[int, int]] = set()
+        self._down: set[int] = set()
+        self._trace = trace
+        self.stats = NetStats()
+
+    # -- faults -------------------------------------------------------------------
+    def set_policy(self, src: int, dst: int, policy: LinkPolicy) -> None:
+        self._policy[(src, dst)] = policy
+
+    def cut(self, src: int, dst: int) -> None:
+        """Messages from ``src`` to ``dst`` are lost (one way)."""
+        self._cut.add((src, dst))
+
+    def partition(self, *groups: Iterable[int]) -> None:
+        """Cut every link between nodes of different groups (both ways)."""
+        sets = [set(g) for g in groups]
+        for i, a in enumerate(sets):
+            for b in sets[i + 1:]:
+                for x in a:
+                    for y in b:
+                        self._cut.add((x, y))
+                        self._cut.add((y, x))
+
+    def heal(self) -> None:
+        """Remove every cut and every per-link policy."""
+        self._cut.clear()
+        self._policy.clear()
+
+    def crash(self, node: int) -> None:
+        self._down.add(node)
+
+    def restart(self, node: int) -> None:
+        self._down.discard(node)
+
+    def connected(self, src: int, dst: int) -> bool:
+        return src not in self._down and dst not in self._down and (src, dst) not in self._cut
+
+    # -- traffic -----------------------------------------------------------------
+    def send(self, src: int, dst: int, payload: Any) -> None:
+        self.stats.sent += 1
+        policy = self._policy.get((src, dst), self.default)
+        if not self.connected(src, dst) or self.rng.random() < policy.loss:
+            self._drop(src, dst, payload, "cut" if not self.connected(src, dst) else "loss")
+            return
+        copies = 2 if self.rng.random() < policy.duplicate else 1
+        if copies == 2:
+            self.stats.duplicated += 1
+        for _ in range(copies):
+            delay = self.rng.randint(policy.min_delay_ms, policy.max_delay_ms)
+            self.clock.call_later(delay, lambda: self._arrive(src, dst, payload), f"msg {src}->{dst}")
+
+    def _arrive(self, src: int, dst: int, payload: Any) -> None:
+        if not self.connected(src, dst):  # the link failed while the message was in flight
+            self._drop(src, dst, payload, "cut in flight")
+            return
+        self.stats.delivered += 1
+        self._deliver(dst, src, payload)
+
+    def _drop(self, src: int, dst: int, payload: Any, why: str) -> None:
+        self.stats.dropped += 1
+        if self._trace is not None:
+            self._trace({"t": self.clock.now, "drop": why, "src": src, "dst": dst})
