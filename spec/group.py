@@ -52,24 +52,27 @@ from wolfpack.spec.expr import And, Count, Exists, ForAll, If, Implies, In, Not,
 
 
 class ResState(IntEnum):
-    """A resource's state as its group sees it (the resource machine's states,
-    with Restarting shown as OnlinePending)."""
+    """A resource's state as its group sees it (the resource machine's states;
+    ONLINE_PENDING is an online the group started, RESTARTING one the
+    resource's own restart policy started)."""
 
     OFFLINE = 0
     ONLINE_PENDING = 1
     ONLINE = 2
     OFFLINE_PENDING = 3
     FAILED = 4
+    RESTARTING = 5
 
 
-OFF, OP, ON, OFFP, FAILED_R = (
+OFF, OP, ON, OFFP, FAILED_R, RESTART = (
     ResState.OFFLINE,
     ResState.ONLINE_PENDING,
     ResState.ONLINE,
     ResState.OFFLINE_PENDING,
     ResState.FAILED,
+    ResState.RESTARTING,
 )
-UP = (OP, ON, OFFP)  # a process may be running
+RUNNING = (OP, ON, RESTART)  # started and not being stopped
 
 OFFLINE = "Offline"
 ONLINE_PENDING = "OnlinePending"
@@ -111,15 +114,26 @@ def make_group_spec(n: int) -> Spec:
     def dependents_offline(r: Any, k: int) -> Any:
         return ForAll(ks, lambda i: Implies(dep(r, i, k), r.res[i] == OFF))
 
+    def support_lost(r: Any) -> list[Any]:
+        """Per resource: something it depends on, directly or through others,
+        is not Online (unrolled over the longest possible chain)."""
+        lost: list[Any] = [False] * n
+        for _ in range(n):
+            prev = lost
+            lost = [Exists(ks, lambda j, k=k, prev=prev: And(dep(r, k, j), Or(r.res[j] != ON, prev[j])))  # type: ignore[misc]
+                    for k in ks]
+        return lost
+
     def all_are(r: Any, value: ResState) -> Any:
         return ForAll(ks, lambda k: r.res[k] == value)
 
     def converge(r: Any, goal_online: bool) -> dict[str, Any]:
         """One controller step: stops first, then starts on the result."""
         if goal_online:
-            stop = [And(In(r.res[k], (OP, ON)), Not(deps_online(r, k)), dependents_offline(r, k)) for k in ks]
+            lost = support_lost(r)
+            stop = [And(In(r.res[k], RUNNING), lost[k], dependents_offline(r, k)) for k in ks]
         else:
-            stop = [And(In(r.res[k], (OP, ON, FAILED_R)), dependents_offline(r, k)) for k in ks]
+            stop = [And(In(r.res[k], (*RUNNING, FAILED_R)), dependents_offline(r, k)) for k in ks]
         stopped = r.replace(res=tuple(If(stop[k], OFFP, r.res[k]) for k in ks))
         if not goal_online:
             return {"res": stopped.res}
@@ -169,10 +183,10 @@ def make_group_spec(n: int) -> Spec:
 
     # --- resource reports --------------------------------------------------------
     reports: dict[str, tuple[tuple[ResState, ...], ResState, str]] = {
-        "resource_online": ((OP,), ON, "the resource reached Online"),
+        "resource_online": ((OP, RESTART), ON, "the resource reached Online"),
         "resource_offline": ((OFFP,), OFF, "the resource reached Offline"),
-        "resource_failed": ((OP, ON), FAILED_R, "the resource failed and will not restart locally"),
-        "resource_restarting": ((OP, ON, FAILED_R), OP, "the resource restarts locally (RestartDelay or retry)"),
+        "resource_failed": (RUNNING, FAILED_R, "the resource failed and will not restart locally"),
+        "resource_restarting": ((*RUNNING, FAILED_R), RESTART, "the resource restarts locally (RestartDelay or retry)"),
     }
     def all_on(r: Any) -> Any:
         return all_are(r, ON)
@@ -214,24 +228,36 @@ def make_group_spec(n: int) -> Spec:
 
         acc = named(f"{trig}_expected", accepted)
         report_waves = waves(after)
-        rows += [
-            Transition(trig, GOAL_ONLINE, ONLINE, guard=reported(f"{trig}_completes", acc, after, all_on),
-                       update=then(apply, True), effects=report_waves, doc=f"{why}; every resource is Online"),
-            Transition(trig, GOAL_ONLINE, ONLINE_PENDING, guard=reported(f"{trig}_more_to_do", acc, after, not_all_on),
-                       update=then(apply, True), effects=report_waves, doc=f"{why}; start what is ready"),
-            Transition(trig, GOAL_OFFLINE, None, guard=reported(f"{trig}_more_to_stop", acc, after, not_all_off),
-                       update=then(apply, False), effects=report_waves,
-                       doc=f"{why}; stop what no longer has dependents"),
-            Transition(trig, GOAL_ONLINE + GOAL_OFFLINE, None,
-                       guard=named(f"{trig}_stale", lambda r, e, a=acc: Not(a(r, e))),
-                       doc="a report that does not match the mirrored state (late or duplicated): no change"),
-        ]
-        for source, dest, extra, effects in completions:
-            rows.append(
+        # Only rows that can fire: a report that leaves resource i Online can
+        # complete an online but never an offline, and the other way round.
+        if to == ON:
+            rows += [
+                Transition(trig, GOAL_ONLINE, ONLINE, guard=reported(f"{trig}_completes", acc, after, all_on),
+                           update=then(apply, True), effects=report_waves, doc=f"{why}; every resource is Online"),
+                Transition(trig, GOAL_ONLINE, ONLINE_PENDING,
+                           guard=reported(f"{trig}_more_to_do", acc, after, not_all_on),
+                           update=then(apply, True), effects=report_waves, doc=f"{why}; start what is ready"),
+            ]
+        else:
+            rows.append(Transition(trig, GOAL_ONLINE, ONLINE_PENDING, guard=acc, update=then(apply, True),
+                                   effects=report_waves, doc=f"{why}; stop what lost its support, start what is ready"))
+        if to == OFF:
+            rows.append(Transition(trig, GOAL_OFFLINE, None,
+                                   guard=reported(f"{trig}_more_to_stop", acc, after, not_all_off),
+                                   update=then(apply, False), effects=report_waves,
+                                   doc=f"{why}; stop what no longer has dependents"))
+            rows += [
                 Transition(trig, (source,), dest, guard=reported(f"{trig}_last_to_stop", acc, after, all_off),
                            update=then(apply, dest == ONLINE_PENDING, extra), effects=(*effects, *report_waves),
                            doc=f"{why}; all resources are Offline")
-            )
+                for source, dest, extra, effects in completions
+            ]
+        else:
+            rows.append(Transition(trig, GOAL_OFFLINE, None, guard=acc, update=then(apply, False),
+                                   effects=report_waves, doc=f"{why}; stop what no longer has dependents"))
+        rows.append(Transition(trig, GOAL_ONLINE + GOAL_OFFLINE, None,
+                               guard=named(f"{trig}_stale", lambda r, e, a=acc: Not(a(r, e))),
+                               doc="a report that does not match the mirrored state (late or duplicated): no change"))
 
     # --- commands --------------------------------------------------------------------
     def nothing_to_stop(r: Any, e: Any) -> Any:
@@ -334,7 +360,14 @@ def make_group_spec(n: int) -> Spec:
         return ForAll(ks, lambda i: ForAll(ks, lambda j: Implies(
             And(dep(r, i, j), r.res[i] != OFF), Not(In(r.res[j], (OFF, OFFP))))))
 
+    def started_after_dependencies(r: Any) -> Any:
+        return ForAll(ks, lambda i: ForAll(ks, lambda j: Implies(
+            And(dep(r, i, j), r.res[i] == OP), In(r.res[j], (ON, RESTART, FAILED_R)))))
+
     invariants = (
+        Invariant("started_after_dependencies", started_after_dependencies,
+                  "the group starts a resource only once everything it depends on is Online (C4); a dependency "
+                  "may fail or restart on its own afterwards"),
         Invariant("dependency_order", dependency_order,
                   "a resource is up only while everything it depends on is up (C4): never started before, "
                   "never stopped before its dependents"),
@@ -357,7 +390,7 @@ def make_group_spec(n: int) -> Spec:
 
     def counts(r: Any) -> tuple[Any, Any, Any]:
         online = Count(r.res[k] == ON for k in ks)
-        pending = Count(In(r.res[k], (OP, OFFP)) for k in ks)
+        pending = Count(In(r.res[k], (OP, OFFP, RESTART)) for k in ks)
         failed = Count(r.res[k] == FAILED_R for k in ks)
         return online, pending, failed
 

@@ -1,0 +1,87 @@
+"""The parameter values the generated tests draw initial records from.
+
+A domain maps each parameter field to the values it may take.  The same
+domain feeds hypothesis (:func:`records`) and the seeded random walks
+(:func:`random_record`).  Variables keep their defaults and the state is the
+spec's initial state, so every record is one the machine can start from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from hypothesis import strategies as st
+
+from wolfpack.spec import node, resource
+from wolfpack.spec.core import Record, Spec
+from wolfpack.spec.defaults import FailbackPolicy, RestartAction
+from wolfpack.spec.group import make_group_spec
+
+Domain = Mapping[str, Sequence[Any]]
+
+GROUP_SIZES = (1, 2, 3, 4)
+
+RESOURCE: Domain = {
+    "restart_action": tuple(RestartAction),
+    "restart_threshold": range(6),
+    "pending_timeout_ms": range(1, 11),
+    "restart_period_ms": range(1, 11),
+    "restart_delay_ms": range(11),
+    "retry_period_ms": range(1, 11),
+}
+
+NODE: Domain = {}
+
+
+@cache
+def dags(n: int) -> tuple[tuple[bool, ...], ...]:
+    """Every acyclic dependency matrix over n resources, fewest edges first.
+
+    A DAG is a set of edges from higher to lower index, relabelled by a
+    permutation (every DAG has a topological order).
+    """
+    pairs = [(i, j) for i in range(n) for j in range(i)]
+    found = set()
+    for chosen in itertools.product((False, True), repeat=len(pairs)):
+        for perm in itertools.permutations(range(n)):
+            matrix = [False] * (n * n)
+            for (i, j), edge in zip(pairs, chosen, strict=True):
+                if edge:
+                    matrix[perm[i] * n + perm[j]] = True
+            found.add(tuple(matrix))
+    return tuple(sorted(found, key=lambda m: (sum(m), m)))
+
+
+def group(n: int) -> Domain:
+    return {
+        "dep": dags(n),
+        "nodes": range(1, 5),
+        "failover_threshold": range(4),
+        "failback_policy": tuple(FailbackPolicy),
+        "failback_window_start": range(-1, 24),
+        "failback_window_end": range(-1, 24),
+        "failback_limit": range(4),
+    }
+
+
+def records(spec: Spec, domain: Domain) -> st.SearchStrategy[Record]:
+    """Initial records of ``spec`` with parameters drawn from ``domain``."""
+    if not domain:
+        return st.just(spec.record())
+    return st.fixed_dictionaries({k: st.sampled_from(v) for k, v in domain.items()}).map(lambda p: spec.record(**p))
+
+
+def random_record(spec: Spec, domain: Domain, rng: random.Random) -> Record:
+    return spec.record(**{k: rng.choice(v) for k, v in domain.items()})
+
+
+def machines() -> dict[str, tuple[Spec, Domain]]:
+    """Every machine the property tests cover, by test name."""
+    out: dict[str, tuple[Spec, Domain]] = {"resource": (resource.SPEC, RESOURCE), "node": (node.SPEC, NODE)}
+    for n in GROUP_SIZES:
+        out[f"group{n}"] = (make_group_spec(n), group(n))
+    return out
