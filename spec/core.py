@@ -216,8 +216,8 @@ class Effect:
 EFFECT_KINDS = frozenset(
     {
         "call",  # call a resource entry point (Online, Offline, Terminate, IsAlive, ...)
-        "start_timer",  # arm a named timer for args["ms"] milliseconds
-        "cancel_timer",  # disarm a named timer
+        "start_timer",  # arm a timer for args["ms"] ms; when it fires, the event of the same name arrives
+        "cancel_timer",  # disarm that timer (its event will not arrive)
         "report",  # tell another component (failover manager, group, cluster) something
         "command",  # ask other machines to act (e.g. online these resources)
         "send",  # send a message to other nodes

@@ -300,6 +300,13 @@ def make_group_spec(n: int) -> Spec:
 
     cancel_move = {"target": NO_NODE}
 
+    def first_failover_in_period(r: Any, e: Any) -> Any:
+        return r.failover_count == 0
+
+    FAILOVER_NEEDED = Effect("report", "failover_needed", lambda r, e, r2: {"from_node": r.owner})
+    START_FAILOVER_PERIOD = Effect("start_timer", "failover_period_elapsed",
+                                   lambda r, e, r2: {"ms": r.failover_period_ms}, when=first_failover_in_period)
+
     def all_stopped(r: Any, e: Any) -> dict[str, Any]:
         return {"res": (OFF,) * n, "target": NO_NODE}
     rows += [
@@ -320,7 +327,8 @@ def make_group_spec(n: int) -> Spec:
         Transition("move", (OFFLINE, FAILED), None, update=lambda r, e: {"owner": e.node},
                    doc="an offline group just changes owner"),
         Transition("failover_requested", GOAL_ONLINE, FAILING_OVER, guard=failover_allowed,
-                   update=then(lambda r, e: {"failover_count": r.failover_count + 1}, False), effects=WAVES,
+                   update=then(lambda r, e: {"failover_count": r.failover_count + 1}, False),
+                   effects=(*WAVES, START_FAILOVER_PERIOD),
                    doc="a resource asked for failover: take the group offline, then the failover manager places it"),
         Transition("failover_requested", GOAL_ONLINE, FAILING, guard=failover_exhausted,
                    update=then(nothing, False), effects=WAVES,
@@ -330,10 +338,16 @@ def make_group_spec(n: int) -> Spec:
                    effects=WAVES, doc="fail back to the preferred node inside the failback window"),
         Transition("preferred_node_returned", (ONLINE,), None, guard=failback_refused,
                    doc="failback prevented, outside the window, or attempts used up"),
-        Transition("owner_halted", GOAL_ONLINE + (MOVING, FAILING_OVER), OFFLINE, update=all_stopped,
-                   effects=(Effect("report", "failover_needed", lambda r, e, r2: {"from_node": r.owner}),),
+        Transition("owner_halted", (*GOAL_ONLINE, MOVING), OFFLINE, guard=failover_allowed,
+                   update=lambda r, e: {**all_stopped(r, e), "failover_count": r.failover_count + 1},
+                   effects=(FAILOVER_NEEDED, START_FAILOVER_PERIOD),
                    doc="the owner node halted (failed, left or lost quorum): its resources are gone; "
-                       "the failover manager places the group"),
+                       "the failover manager places the group (one failover counted)"),
+        Transition("owner_halted", (*GOAL_ONLINE, MOVING), FAILED, guard=failover_exhausted, update=all_stopped,
+                   effects=(Effect("report", "failed"),),
+                   doc="the owner halted and FailoverThreshold is reached: the group stays Failed"),
+        Transition("owner_halted", (FAILING_OVER,), OFFLINE, update=all_stopped, effects=(FAILOVER_NEEDED,),
+                   doc="the owner halted during a failover already counted: the failover manager places the group"),
         Transition("owner_halted", (OFFLINE_PENDING,), OFFLINE, update=all_stopped,
                    effects=(Effect("report", "offline"),), doc="the owner halted while the group was going offline"),
         Transition("owner_halted", (FAILING,), FAILED, update=all_stopped, effects=(Effect("report", "failed"),),
@@ -420,6 +434,7 @@ def make_group_spec(n: int) -> Spec:
         Field("failover_threshold", int, 1, "failovers allowed per FailoverPeriod (resolved from nodes-1)",
               lo=0, param=True),
         Field("failover_count", int, 0, "failovers in the current FailoverPeriod", lo=0),
+        Field("failover_period_ms", int, d.FAILOVER_PERIOD_MS, "FailoverPeriod", lo=1, param=True),
         Field("failback_policy", FailbackPolicy, d.FAILBACK_POLICY, "AutoFailbackType", param=True),
         Field("failback_window_start", int, d.FAILBACK_WINDOW_NONE, "FailbackWindowStart hour (-1: none)",
               lo=-1, hi=23, param=True),

@@ -70,12 +70,12 @@ def _call(entry: str) -> Effect:
 
 
 def _pending_timer() -> Effect:
-    return Effect("start_timer", "pending", lambda r, e, r2: {"ms": r.pending_timeout_ms})
+    return Effect("start_timer", "pending_timeout", lambda r, e, r2: {"ms": r.pending_timeout_ms})
 
 
-CANCEL_PENDING = Effect("cancel_timer", "pending")
-CANCEL_RESTART_DELAY = Effect("cancel_timer", "restart_delay")
-CANCEL_RETRY = Effect("cancel_timer", "retry")
+CANCEL_PENDING = Effect("cancel_timer", "pending_timeout")
+CANCEL_RESTART_DELAY = Effect("cancel_timer", "restart_delay_elapsed")
+CANCEL_RETRY = Effect("cancel_timer", "retry_period_elapsed")
 START_ONLINE = (_call("Online"), _pending_timer())
 REPORT_OFFLINE = Effect("report", "offline")
 
@@ -92,10 +92,10 @@ def _failure_rows(trigger: str, source: str, doc: str) -> tuple[Transition, ...]
             effects=(
                 CANCEL_PENDING,
                 _call("Terminate"),
-                Effect("start_timer", "restart_delay", lambda r, e, r2: {"ms": r.restart_delay_ms}),
+                Effect("start_timer", "restart_delay_elapsed", lambda r, e, r2: {"ms": r.restart_delay_ms}),
                 Effect(
                     "start_timer",
-                    "restart_period",
+                    "restart_period_elapsed",
                     lambda r, e, r2: {"ms": r.restart_period_ms},
                     when=first_restart_in_window,
                 ),
@@ -111,7 +111,7 @@ def _failure_rows(trigger: str, source: str, doc: str) -> tuple[Transition, ...]
             effects=(
                 CANCEL_PENDING,
                 _call("Terminate"),
-                Effect("start_timer", "retry", lambda r, e, r2: {"ms": r.retry_period_ms}),
+                Effect("start_timer", "retry_period_elapsed", lambda r, e, r2: {"ms": r.retry_period_ms}),
                 Effect("report", "failed", lambda r, e, r2: {"failover": bool(notify_group(r, e))}),
                 Effect("report", "group_failover_requested", when=notify_group),
             ),

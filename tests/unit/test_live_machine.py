@@ -16,7 +16,7 @@ def test_resource_online_calls_the_entry_point_under_pending_timeout() -> None:
     m = resource_machine(pending_timeout_ms=1234)
     effects = m.step("online")
     assert m.state == "OnlinePending"
-    assert labels(effects) == ["call:Online", "start_timer:pending"]
+    assert labels(effects) == ["call:Online", "start_timer:pending_timeout"]
     assert effects[1].args == {"ms": 1234}
     assert m.last is not None and m.last.source == "Offline" and m.last.dest == "OnlinePending"
 
