@@ -102,3 +102,11 @@ HEARTBEAT_PERIOD_MS = 100 * MS
 #: Missed periods on every network before a peer is suspected.
 #: WSFC SameSubnetThreshold = 5 (MSCS used 6 on all interfaces, KB892422).
 HEARTBEAT_MISSED_THRESHOLD = 5
+
+#: Collection time of one regroup round.  Wolfpack default, sized to its 100 ms
+#: heartbeats; WSFC's ClusSvcRegroupStageTimeout is 5 s at 1-s heartbeats.
+REGROUP_STAGE_MS = 200 * MS
+
+#: Fruitless regroup rounds before a node halts instead of risking a split.
+#: Wolfpack default (MSCS's regroup has a fixed number of stages).
+REGROUP_MAX_ROUNDS = 3

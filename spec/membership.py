@@ -1,0 +1,417 @@
+"""Membership and regroup (REQUIREMENTS N1, M1, O2, O4, O6, Q2).
+
+One instance per node.  Forming, joining and recovering from a failure are
+one mechanism: a *regroup round*.  A round has a number, the epoch it
+proposes.  Every node that takes part broadcasts its status: the nodes it can
+hear (its connectivity row).  When the collection time is over, the
+*coordinator* (the lowest id among the nodes this node heard) prunes the
+answering nodes to a fully connected set (Tandem's connectivity matrix,
+greedily in id order starting from itself), asks the quorum rule whether that
+set may survive, and proposes it with ``install``.  A node accepts at most one
+proposal per round, never one of an older round, and acknowledges it.  The
+coordinator commits once the quorum rule holds for the acknowledgements:
+
+* Majority Node Set: acknowledgements from more than half of the configured
+  nodes.  Two committed sets of one round would need two disjoint majorities.
+* Disk quorum: the coordinator holds the quorum disk (the arbitration machine
+  says so), whatever the head count.
+
+A committed set is installed with its round as the new epoch.  A node left
+out of the set, or whose coordinator cannot reach quorum, **halts**: it stops
+every resource and leaves the cluster (N4).  A node that hears nothing within
+the wait starts the next round; after ``max_rounds`` fruitless rounds it
+halts too.
+
+Messages follow ``docs/design/cluster-protocols.md``: a set of nodes travels
+as one 0/1 field per node (``alive0..``, ``m0..``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from wolfpack.spec import defaults as d
+from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition
+from wolfpack.spec.expr import And, Count, Exists, ForAll, If, Implies, Not, Or, Store
+
+DOWN = "Down"
+COLLECTING = "Collecting"
+PROPOSING = "Proposing"
+ACCEPTED = "Accepted"
+STABLE = "Stable"
+HALTED = "Halted"
+STATES = (DOWN, COLLECTING, PROPOSING, ACCEPTED, STABLE, HALTED)
+IN_ROUND = (COLLECTING, PROPOSING, ACCEPTED)
+RUNNING = (*IN_ROUND, STABLE)
+
+MNS = 0
+DISK = 1
+
+
+def named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn.__name__ = name
+    fn.__qualname__ = name
+    return fn
+
+
+@cache
+def make_membership_spec(n: int) -> Spec:
+    """The membership machine of one node in a cluster of ``n`` nodes."""
+    if n < 1:
+        raise ValueError("a cluster has at least one node")
+    ks = range(n)
+
+    def vec(e: Any, prefix: str) -> tuple[Any, ...]:
+        return tuple(getattr(e, f"{prefix}{k}") == 1 for k in ks)
+
+    def fields_of(prefix: str, values: Any) -> dict[str, int]:
+        return {f"{prefix}{k}": int(bool(values[k])) for k in ks}
+
+    def my_row(r: Any) -> tuple[Any, ...]:
+        """Whom this node hears: configured, not suspected (and itself)."""
+        return tuple(Or(k == r.me, And(r.configured[k], Not(r.suspects[k]))) for k in ks)
+
+    def coordinator_is_me(r: Any) -> Any:
+        return ForAll(ks, lambda k: Implies(r.heard[k], k >= r.me))
+
+    def pruned(r: Any) -> tuple[Any, ...]:
+        """Greedy fully connected set from this node, in id order."""
+        chosen: list[Any] = [k == r.me for k in ks]
+
+        def connected_to_chosen(k: int) -> Any:
+            return ForAll(ks, lambda j: Implies(chosen[j], And(r.conn[j * n + k], r.conn[k * n + j])))
+
+        for k in ks:  # ids below k are decided; above k only this node itself is in
+            chosen[k] = Or(chosen[k], And(r.heard[k], connected_to_chosen(k)))
+        return tuple(chosen)
+
+    def majority_of_configured(r: Any, votes: tuple[Any, ...]) -> Any:
+        return 2 * Count(And(votes[k], r.configured[k]) for k in ks) > Count(r.configured[k] for k in ks)
+
+    def disk_in(r: Any, nodes: tuple[Any, ...]) -> Any:
+        """One of ``nodes`` holds the quorum disk (as reported in this round)."""
+        return Exists(ks, lambda k: And(nodes[k], r.disk_at[k]))
+
+    def may_survive(r: Any, members: tuple[Any, ...]) -> Any:
+        return If(r.kind == DISK, disk_in(r, members), majority_of_configured(r, members))
+
+    def committed(r: Any, acks: tuple[Any, ...]) -> Any:
+        return If(r.kind == DISK, disk_in(r, acks), majority_of_configured(r, acks))
+
+    def alone(r: Any) -> tuple[Any, ...]:
+        return tuple(k == r.me for k in ks)
+
+    # --- updates ------------------------------------------------------------
+    def start_round(r: Any, number: Any) -> dict[str, Any]:
+        row = my_row(r)
+        return {
+            "round": number,
+            "heard": alone(r),
+            "conn": tuple(If(j == r.me, row[k], False) for j in ks for k in ks),
+            "disk_at": tuple(And(k == r.me, r.holds_disk) for k in ks),
+            "attempts": r.attempts + 1,
+        }
+
+    def record_status(r: Any, e: Any, base: dict[str, Any] | None = None) -> dict[str, Any]:
+        heard = (base or {}).get("heard", r.heard)
+        conn = (base or {}).get("conn", r.conn)
+        disk_at = (base or {}).get("disk_at", r.disk_at)
+        row = vec(e, "alive")
+        return {
+            "heard": Store(heard, e.src, True),
+            "conn": tuple(If(e.src == j, row[k], conn[j * n + k]) for j in ks for k in ks),
+            "disk_at": Store(disk_at, e.src, e.disk == 1),
+        }
+
+    def join_round(r: Any, e: Any) -> dict[str, Any]:
+        base = start_round(r, e.round)
+        return {**base, **record_status(r, e, base)}
+
+    def suspecting(r: Any, node: Any) -> dict[str, Any]:
+        """Start the next round without ``node``."""
+        r1 = r.replace(suspects=Store(r.suspects, node, True))
+        return {**start_round(r1, r.round + 1), "suspects": r1.suspects, "attempts": 1}
+
+    def status_effect() -> Effect:
+        return Effect("send", "status", lambda r, e, r2: {"to": -1, "round": r2.round, "disk": int(r2.holds_disk),
+                                                          **fields_of("alive", my_row(r2))})
+
+    COLLECT = (status_effect(), Effect("start_timer", "collect_elapsed", lambda r, e, r2: {"ms": r.stage_ms}))
+
+    # --- guards ---------------------------------------------------------------
+    def newer_round(r: Any, e: Any) -> Any:
+        return e.round > r.round
+
+    def same_round(r: Any, e: Any) -> Any:
+        return e.round == r.round
+
+    def older_round(r: Any, e: Any) -> Any:
+        return e.round < r.round
+
+    def beyond_epoch(r: Any, e: Any) -> Any:
+        return e.round > r.epoch
+
+    def not_beyond_epoch(r: Any, e: Any) -> Any:
+        return e.round <= r.epoch
+
+    def coordinator_commits_alone(r: Any, e: Any) -> Any:
+        return And(coordinator_is_me(r), may_survive(r, pruned(r)), committed(r, alone(r)))
+
+    def coordinator_survives(r: Any, e: Any) -> Any:
+        return And(coordinator_is_me(r), may_survive(r, pruned(r)), Not(committed(r, alone(r))))
+
+    def coordinator_without_quorum(r: Any, e: Any) -> Any:
+        return And(coordinator_is_me(r), Not(may_survive(r, pruned(r))), r.attempts >= r.max_rounds)
+
+    def coordinator_retries(r: Any, e: Any) -> Any:
+        return And(coordinator_is_me(r), Not(may_survive(r, pruned(r))), r.attempts < r.max_rounds)
+
+    def another_coordinates(r: Any, e: Any) -> Any:
+        return Not(coordinator_is_me(r))
+
+    def acceptable(r: Any, e: Any) -> Any:
+        return And(e.round >= r.round, e.round > r.acked, e.round > r.epoch, e.src <= r.me)
+
+    def includes_me(r: Any, e: Any) -> Any:
+        return Exists(ks, lambda k: And(k == r.me, getattr(e, f"m{k}") == 1))
+
+    def accept_includes_me(r: Any, e: Any) -> Any:
+        return And(acceptable(r, e), includes_me(r, e))
+
+    def accept_excludes_me(r: Any, e: Any) -> Any:
+        return And(acceptable(r, e), Not(includes_me(r, e)))
+
+    def not_acceptable(r: Any, e: Any) -> Any:
+        return Not(acceptable(r, e))
+
+    def ack_commits(r: Any, e: Any) -> Any:
+        acks = Store(r.acks, e.src, True)
+        return And(e.round == r.round, committed(r, acks))
+
+    def ack_counts(r: Any, e: Any) -> Any:
+        return And(e.round == r.round, Not(committed(r, Store(r.acks, e.src, True))))
+
+    def ack_stale(r: Any, e: Any) -> Any:
+        return e.round != r.round
+
+    def commit_matches(r: Any, e: Any) -> Any:
+        return And(e.round == r.acked, e.src == r.proposer)
+
+    def commit_stale(r: Any, e: Any) -> Any:
+        return Not(commit_matches(r, e))
+
+    def wants_disk(r: Any, e: Any) -> Any:
+        return And(r.kind == DISK, Not(r.holds_disk))
+
+    def rounds_left(r: Any, e: Any) -> Any:
+        return r.attempts < r.max_rounds
+
+    def rounds_exhausted(r: Any, e: Any) -> Any:
+        return r.attempts >= r.max_rounds
+
+    def install(r: Any, members: tuple[Any, ...], epoch: Any) -> dict[str, Any]:
+        return {"members": members, "epoch": epoch, "attempts": 0}
+
+    installed = Effect("report", "installed", lambda r, e, r2: {"epoch": r2.epoch, **fields_of("m", r2.members)})
+    halt = Effect("report", "halted")
+    cancel_collect = Effect("cancel_timer", "collect_elapsed")
+    cancel_wait = Effect("cancel_timer", "install_wait_elapsed")
+    wait = Effect("start_timer", "install_wait_elapsed", lambda r, e, r2: {"ms": r.stage_ms * 2})
+    halt_update = {"members": (False,) * n}
+
+    rows = [
+        Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.epoch + 1), effects=COLLECT,
+                   doc="start (form or join): a regroup round one past the last epoch"),
+        Transition("suspect", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.node), effects=COLLECT,
+                   doc="a member missed its heartbeats on every network: regroup"),
+        Transition("suspect", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
+                   doc="remember it for the next round"),
+        Transition("peer_back", RUNNING, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, False)},
+                   doc="heartbeats from that node again"),
+        # statuses
+        Transition("status", (STABLE,), COLLECTING, guard=beyond_epoch,
+                   update=lambda r, e: {**join_round(r, e), "attempts": 1},
+                   effects=COLLECT, doc="another node started a round (a join or a regroup): take part"),
+        Transition("status", (STABLE,), None, guard=not_beyond_epoch, doc="an old round"),
+        Transition("status", IN_ROUND, COLLECTING, guard=newer_round, update=join_round,
+                   effects=(cancel_wait, *COLLECT), doc="a newer round supersedes ours"),
+        Transition("status", (COLLECTING,), None, guard=same_round, update=record_status,
+                   doc="record who answered and whom it hears"),
+        Transition("status", (PROPOSING, ACCEPTED), None, guard=same_round, doc="too late for this round"),
+        Transition("status", IN_ROUND, None, guard=older_round, doc="an old round"),
+        # the end of collection
+        Transition("collect_elapsed", (COLLECTING,), STABLE, guard=coordinator_commits_alone,
+                   update=lambda r, e: {**install(r, pruned(r), r.round), "proposal": pruned(r), "acks": alone(r),
+                                        "acked": r.round, "proposer": r.me},
+                   effects=(Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r2.round,
+                                                                        **fields_of("m", r2.members)}),
+                            Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}), installed),
+                   doc="coordinator whose own vote is quorum (it holds the disk, or a 1-node cluster): install now"),
+        Transition("collect_elapsed", (COLLECTING,), PROPOSING, guard=coordinator_survives,
+                   update=lambda r, e: {"proposal": pruned(r), "acks": tuple(k == r.me for k in ks),
+                                        "acked": r.round, "proposer": r.me},
+                   effects=(Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r2.round,
+                                                                        **fields_of("m", r2.proposal)}),
+                            wait),
+                   doc="coordinator: propose the fully connected set that may survive"),
+        Transition("collect_elapsed", (COLLECTING,), COLLECTING, guard=coordinator_retries,
+                   update=lambda r, e: start_round(r, r.round + 1),
+                   effects=(*COLLECT, Effect("command", "arbitrate", when=wants_disk)),
+                   doc="coordinator without quorum: try another round (nodes may still be booting)"),
+        Transition("collect_elapsed", (COLLECTING,), HALTED, guard=coordinator_without_quorum,
+                   update=lambda r, e: halt_update, effects=(halt,),
+                   doc="coordinator: no quorum after the last round: halt (the minority stops, Q2)"),
+        Transition("collect_elapsed", (COLLECTING,), None, guard=another_coordinates, effects=(wait,),
+                   doc="wait for the coordinator's proposal"),
+        # proposals
+        Transition("install", (*IN_ROUND, STABLE), ACCEPTED, guard=accept_includes_me,
+                   update=lambda r, e: {"acked": e.round, "round": e.round, "proposer": e.src,
+                                        "proposal": vec(e, "m")},
+                   effects=(cancel_collect, Effect("send", "ack", lambda r, e, r2: {"to": e.src, "round": e.round}),
+                            wait),
+                   doc="accept the proposal (at most one per round) and acknowledge it"),
+        Transition("install", (*IN_ROUND, STABLE), HALTED, guard=accept_excludes_me,
+                   update=lambda r, e: halt_update, effects=(cancel_collect, cancel_wait, halt),
+                   doc="the surviving set leaves this node out: halt (pruned, N4)"),
+        Transition("install", (*IN_ROUND, STABLE), None, guard=not_acceptable,
+                   doc="an old proposal, a second one for a round, or one from a node that cannot coordinate us"),
+        Transition("ack", (PROPOSING,), STABLE, guard=ack_commits,
+                   update=lambda r, e: install(r, r.proposal, r.round),
+                   effects=(cancel_wait, Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}),
+                            installed),
+                   doc="quorum reached: commit and install the new membership"),
+        Transition("ack", (PROPOSING,), None, guard=ack_counts,
+                   update=lambda r, e: {"acks": Store(r.acks, e.src, True)}, doc="one more acknowledgement"),
+        Transition("ack", (PROPOSING,), None, guard=ack_stale, doc="for another round"),
+        Transition("commit", (ACCEPTED,), STABLE, guard=commit_matches,
+                   update=lambda r, e: install(r, r.proposal, r.acked), effects=(cancel_wait, installed),
+                   doc="the proposal this node accepted is committed: install it"),
+        Transition("commit", (ACCEPTED,), None, guard=commit_stale, doc="not the proposal this node accepted"),
+        # nothing heard in time
+        Transition("install_wait_elapsed", (COLLECTING, PROPOSING, ACCEPTED), COLLECTING, guard=rounds_left,
+                   update=lambda r, e: start_round(r, r.round + 1), effects=COLLECT,
+                   doc="no proposal or no quorum of acknowledgements in time: next round"),
+        Transition("install_wait_elapsed", (COLLECTING, PROPOSING, ACCEPTED), HALTED, guard=rounds_exhausted,
+                   update=lambda r, e: halt_update, effects=(halt,),
+                   doc="too many fruitless rounds: halt rather than risk a split"),
+        # quorum disk and administration
+        Transition("disk_won", RUNNING, None, update=lambda r, e: {"holds_disk": True},
+                   doc="the arbitration machine owns the quorum disk"),
+        Transition("disk_lost", (*IN_ROUND, DOWN, HALTED), None, update=lambda r, e: {"holds_disk": False},
+                   doc="the quorum disk is gone"),
+        Transition("disk_lost", (STABLE,), HALTED, guard=named("disk_quorum", lambda r, e: r.kind == DISK),
+                   update=lambda r, e: {"holds_disk": False, **halt_update}, effects=(halt,),
+                   doc="disk quorum and the reservation is lost: halt (self-fencing)"),
+        Transition("disk_lost", (STABLE,), None, guard=named("node_majority", lambda r, e: r.kind != DISK),
+                   update=lambda r, e: {"holds_disk": False}, doc="Majority Node Set does not use the disk"),
+        Transition("shutdown", (*RUNNING, HALTED), DOWN,
+                   update=lambda r, e: {**halt_update, "holds_disk": False, "attempts": 0,
+                                        "suspects": (False,) * n},
+                   effects=(Effect("send", "exit", lambda r, e, r2: {"to": -1}), halt),
+                   doc="planned stop (ClusterExit): tell the others, stop everything"),
+        Transition("exit", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.src), effects=COLLECT,
+                   doc="a member left on purpose: install the membership without it at once"),
+        Transition("exit", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.src, True)},
+                   doc="leave it out of this round"),
+    ]
+
+    ignored = (
+        Ignore("boot", (*RUNNING,), "already running"),
+        Ignore("boot", (HALTED,), "a halted node must be shut down (or restarted) before it boots again",
+               reject=True),
+        Ignore("suspect", (DOWN, HALTED), "not a member"),
+        Ignore("peer_back", (DOWN, HALTED), "not a member"),
+        Ignore("status", (DOWN, HALTED), "not taking part"),
+        Ignore("collect_elapsed", (DOWN, PROPOSING, ACCEPTED, STABLE, HALTED), "a late timer"),
+        Ignore("install", (DOWN, HALTED), "not taking part"),
+        Ignore("ack", (DOWN, COLLECTING, ACCEPTED, STABLE, HALTED), "not proposing"),
+        Ignore("commit", (DOWN, COLLECTING, PROPOSING, STABLE, HALTED), "not waiting for a commit"),
+        Ignore("install_wait_elapsed", (DOWN, STABLE, HALTED), "a late timer"),
+        Ignore("disk_won", (DOWN, HALTED), "not taking part"),
+        Ignore("shutdown", (DOWN,), "already down"),
+        Ignore("exit", (DOWN, HALTED), "not a member"),
+    )
+
+    node_arg = Arg("node", 0, n, "node id", hi_max=n)
+    src = Arg("src", 0, n, "sender's node id", hi_max=n)
+    rnd = Arg("round", 0, None, "regroup round (proposed epoch)", hi_max=8)
+    alive = tuple(Arg(f"alive{k}", 0, 2, f"1 if the sender hears node {k}", hi_max=2) for k in ks)
+    members = tuple(Arg(f"m{k}", 0, 2, f"1 if node {k} is in the proposed set", hi_max=2) for k in ks)
+    events = (
+        Event("boot", "the cluster service starts: form or join"),
+        Event("suspect", "heartbeats say a node missed its beats on every network", (node_arg,)),
+        Event("peer_back", "heartbeats from a node again", (node_arg,)),
+        Event("status", "message: a node's answer in a round, whom it hears, whether it holds the disk",
+              (src, rnd, Arg("disk", 0, 2, "1 if the sender holds the quorum disk", hi_max=2), *alive)),
+        Event("collect_elapsed", "timer: the collection time of a round is over"),
+        Event("install", "message: the coordinator's proposal", (src, rnd, *members)),
+        Event("ack", "message: a node accepted our proposal", (src, rnd)),
+        Event("commit", "message: the proposal reached quorum", (src, rnd)),
+        Event("install_wait_elapsed", "timer: no proposal or commit in time"),
+        Event("disk_won", "the arbitration machine holds the quorum disk"),
+        Event("disk_lost", "the arbitration machine lost the quorum disk"),
+        Event("shutdown", "planned stop of this node"),
+        Event("exit", "message: a member leaves on purpose (ClusterExit)", (src,)),
+    )
+    fields = (
+        Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),
+        Field("kind", int, MNS, "quorum kind: 0 Majority Node Set, 1 disk", lo=0, hi=1, param=True),
+        Field("configured", bool, (True,) * n, "configured nodes", param=True, length=n),
+        Field("stage_ms", int, d.REGROUP_STAGE_MS, "collection time of a round", lo=1, param=True),
+        Field("max_rounds", int, d.REGROUP_MAX_ROUNDS, "fruitless rounds before halting", lo=1, param=True),
+        Field("epoch", int, 0, "epoch of the installed membership", lo=0),
+        Field("members", bool, (False,) * n, "installed membership", length=n),
+        Field("round", int, 0, "current round number", lo=0),
+        Field("attempts", int, 0, "rounds tried since the last install", lo=0),
+        Field("heard", bool, (False,) * n, "nodes that answered in this round", length=n),
+        Field("conn", bool, (False,) * (n * n), "conn[j*n+k]: node j reported hearing k", length=n * n),
+        Field("suspects", bool, (False,) * n, "nodes the heartbeats say are gone", length=n),
+        Field("acked", int, 0, "highest round whose proposal this node accepted", lo=0),
+        Field("proposer", int, 0, "who proposed the accepted set", lo=0, hi=n - 1),
+        Field("proposal", bool, (False,) * n, "the proposed (or accepted) set", length=n),
+        Field("acks", bool, (False,) * n, "coordinator: who acknowledged", length=n),
+        Field("holds_disk", bool, False, "the quorum disk is ours"),
+        Field("disk_at", bool, (False,) * n, "who reported holding the quorum disk in this round", length=n),
+    )
+
+    def stable_member(r: Any) -> Any:
+        return Implies(r.is_(STABLE), Exists(ks, lambda k: And(k == r.me, r.members[k])))
+
+    invariants = (
+        Invariant("stable_node_is_a_member", stable_member, "a node with an installed membership is in it"),
+        Invariant("epochs_follow_rounds", lambda r: And(r.epoch <= r.acked, r.acked <= r.round),
+                  "installed epoch <= accepted round <= current round: epochs only grow"),
+        Invariant("out_of_cluster_has_no_members", lambda r: Implies(r.is_(DOWN, HALTED),
+                                                                     ForAll(ks, lambda k: Not(r.members[k]))),
+                  "a node that is down or halted keeps no membership (it runs nothing)"),
+        Invariant("proposer_includes_itself",
+                  lambda r: Implies(r.is_(PROPOSING), Exists(ks, lambda k: And(k == r.me, r.proposal[k], r.acks[k]))),
+                  "a coordinator proposes a set that contains itself and counts its own acknowledgement"),
+    )
+    return Spec(
+        name="membership",
+        doc=__doc__ or "",
+        states=STATES,
+        initial=DOWN,
+        fields=fields,
+        events=events,
+        transitions=tuple(rows),
+        ignored=ignored,
+        invariants=invariants,
+        domain=(Invariant("me_configured", lambda r: Exists(ks, lambda k: And(k == r.me, r.configured[k])),
+                          "a node is one of the configured nodes"),),
+        state_docs={
+            DOWN: "the cluster service is not running",
+            COLLECTING: "in a regroup round: collecting statuses",
+            PROPOSING: "coordinator: proposed a set, collecting acknowledgements",
+            ACCEPTED: "accepted a proposal, waiting for its commit",
+            STABLE: "membership installed",
+            HALTED: "left out or without quorum: every resource stopped",
+        },
+    )
+
+
+#: The machine drawn in diagrams and checked by default (3 nodes).
+SPEC = make_membership_spec(3)

@@ -1,0 +1,98 @@
+"""The membership machine run by the simulator: form, regroup, split brain."""
+
+from __future__ import annotations
+
+from wolfpack.machines import LiveMachine
+from wolfpack.runtime.sim.cluster import SimCluster
+from wolfpack.runtime.sim.network import LinkPolicy
+from wolfpack.spec.membership import DISK, MNS, make_membership_spec
+
+
+def cluster(n: int, kind: int = MNS, seed: int = 1) -> SimCluster:
+    spec = make_membership_spec(n)
+    c = SimCluster(lambda i: {"membership": LiveMachine(spec, me=i, kind=kind)}, n, seed=seed,
+                   policy=LinkPolicy(min_delay_ms=1, max_delay_ms=8))
+    for i in range(n):
+        c.nodes[i].feed("membership", "boot")
+    return c
+
+
+def view(c: SimCluster) -> dict[int, tuple[str, int, tuple[int, ...]]]:
+    out = {}
+    for i, node in c.nodes.items():
+        r = node.machines["membership"].record
+        out[i] = (r.state, r.epoch, tuple(k for k, m in enumerate(r.members) if m))
+    return out
+
+
+def suspect_everywhere(c: SimCluster, lost: set[int]) -> None:
+    for i, node in c.nodes.items():
+        for p in lost - {i}:
+            node.feed("membership", "suspect", node=p)
+
+
+def test_three_nodes_form_one_membership() -> None:
+    c = cluster(3)
+    c.run_for(2000)
+    assert set(view(c).values()) == {("Stable", 1, (0, 1, 2))}
+
+
+def test_crash_of_the_coordinator_leaves_the_others_agreeing() -> None:
+    c = cluster(3)
+    c.run_for(2000)
+    c.nodes[0].crash()
+    suspect_everywhere(c, {0})
+    c.run_for(3000)
+    v = view(c)
+    assert v[1] == v[2] and v[1][0] == "Stable" and v[1][2] == (1, 2) and v[1][1] > 1
+
+
+def test_mns_minority_halts_and_majority_survives() -> None:
+    c = cluster(5)
+    c.run_for(2000)
+    c.network.partition({0, 1}, {2, 3, 4})
+    for a in (0, 1):
+        for b in (2, 3, 4):
+            c.nodes[a].feed("membership", "suspect", node=b)
+            c.nodes[b].feed("membership", "suspect", node=a)
+    c.run_for(5000)
+    v = view(c)
+    assert {v[0][0], v[1][0]} == {"Halted"}
+    assert {v[k] for k in (2, 3, 4)} == {("Stable", v[2][1], (2, 3, 4))}
+
+
+def test_mns_even_split_halts_both_halves() -> None:
+    c = cluster(4)
+    c.run_for(2000)
+    c.network.partition({0, 1}, {2, 3})
+    for a in (0, 1):
+        for b in (2, 3):
+            c.nodes[a].feed("membership", "suspect", node=b)
+            c.nodes[b].feed("membership", "suspect", node=a)
+    c.run_for(5000)
+    assert {s for s, _, _ in view(c).values()} == {"Halted"}
+
+
+def test_disk_quorum_single_node_with_the_disk_survives() -> None:
+    c = cluster(3, kind=DISK)
+    c.nodes[2].feed("membership", "disk_won")
+    c.run_for(3000)
+    assert set(view(c).values()) == {("Stable", view(c)[0][1], (0, 1, 2))}
+    c.network.partition({2}, {0, 1})
+    for a in (0, 1):
+        c.nodes[a].feed("membership", "suspect", node=2)
+        c.nodes[2].feed("membership", "suspect", node=a)
+    c.run_for(5000)
+    v = view(c)
+    assert v[2][0] == "Stable" and v[2][2] == (2,)
+    assert v[0][0] == "Halted" and v[1][0] == "Halted"
+
+
+def test_same_seed_same_trace() -> None:
+    a, b = cluster(3, seed=9), cluster(3, seed=9)
+    for c in (a, b):
+        c.run_for(1500)
+        c.nodes[1].crash()
+        suspect_everywhere(c, {1})
+        c.run_for(2000)
+    assert a.ndjson() == b.ndjson()
