@@ -202,6 +202,12 @@ def make_membership_spec(n: int) -> Spec:
     def commit_stale(r: Any, e: Any) -> Any:
         return Not(commit_matches(r, e))
 
+    def suspect_is_member(r: Any, e: Any) -> Any:
+        return Exists(ks, lambda k: And(k == e.node, r.members[k]))
+
+    def suspect_is_outsider(r: Any, e: Any) -> Any:
+        return Not(suspect_is_member(r, e))
+
     def wants_disk(r: Any, e: Any) -> Any:
         return And(r.kind == DISK, Not(r.holds_disk))
 
@@ -224,8 +230,12 @@ def make_membership_spec(n: int) -> Spec:
     rows = [
         Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.epoch + 1), effects=COLLECT,
                    doc="start (form or join): a regroup round one past the last epoch"),
-        Transition("suspect", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.node), effects=COLLECT,
+        Transition("suspect", (STABLE,), COLLECTING, guard=suspect_is_member,
+                   update=lambda r, e: suspecting(r, e.node), effects=COLLECT,
                    doc="a member missed its heartbeats on every network: regroup"),
+        Transition("suspect", (STABLE,), None, guard=suspect_is_outsider,
+                   update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
+                   doc="not a member: nothing to regroup for"),
         Transition("suspect", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
                    doc="remember it for the next round"),
         Transition("peer_back", RUNNING, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, False)},

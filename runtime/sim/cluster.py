@@ -31,6 +31,7 @@ from wolfpack.machines import LiveMachine
 from wolfpack.runtime.sim.clock import Handle, VirtualClock
 from wolfpack.runtime.sim.network import LinkPolicy, SimNetwork
 from wolfpack.spec.core import Emitted
+from wolfpack.spec.wiring import route
 
 #: (node, machine name, report) -> list of (machine, trigger, args) to feed on that node
 Wiring = Callable[["SimNode", str, Emitted], list[tuple[str, str, dict[str, Any]]]]
@@ -38,6 +39,11 @@ Wiring = Callable[["SimNode", str, Emitted], list[tuple[str, str, dict[str, Any]
 
 def no_wiring(node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
     return []
+
+
+def spec_wiring(node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
+    """The wiring of ``wolfpack.spec.wiring`` among the machines the node has."""
+    return route(machine, report.name, report.args, set(node.machines))
 
 
 @dataclass

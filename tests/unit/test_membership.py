@@ -96,3 +96,31 @@ def test_same_seed_same_trace() -> None:
         suspect_everywhere(c, {1})
         c.run_for(2000)
     assert a.ndjson() == b.ndjson()
+
+
+def test_heartbeats_detect_a_crash_and_the_survivors_regroup() -> None:
+    from wolfpack.runtime.sim.cluster import spec_wiring
+    from wolfpack.spec.heartbeat import make_heartbeat_spec
+
+    n = 3
+    mspec, hspec = make_membership_spec(n), make_heartbeat_spec(n)
+    c = SimCluster(lambda i: {"membership": LiveMachine(mspec, me=i), "heartbeat": LiveMachine(hspec, me=i)},
+                   n, seed=3, wiring=spec_wiring, policy=LinkPolicy(min_delay_ms=1, max_delay_ms=3))
+    for i in range(n):
+        c.nodes[i].feed("heartbeat", "start")
+        c.nodes[i].feed("membership", "boot")
+    c.run_for(3000)
+    assert set(view(c).values()) == {("Stable", 1, (0, 1, 2))}
+    crash_at = c.clock.now
+    c.nodes[0].crash()
+    c.run_for(3000)
+    v = view(c)
+    assert v[1] == v[2] and v[1][0] == "Stable" and v[1][2] == (1, 2)
+    installs = [r for r in c.trace if r.get("machine") == "membership" and r.get("dest") == "Stable"
+                and r["t"] > crash_at]
+    suspicions = [r for r in c.trace if r.get("machine") == "membership" and r.get("trigger") == "suspect"
+                  and r["t"] > crash_at]
+    detect = suspicions[0]["t"] - crash_at
+    regroup = installs[-1]["t"] - crash_at
+    # 5 missed 100 ms periods, then one 200 ms collection round and the acknowledgements
+    assert 400 <= detect <= 600 and detect < regroup <= detect + 400

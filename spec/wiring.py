@@ -1,0 +1,41 @@
+"""How the machines of one node talk to each other: data, read by the
+simulator, the daemon and the composed proofs alike.
+
+Each entry maps a report of one machine to an event of another machine on
+the same node, with the report's arguments passed on (renamed where the
+table says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Wire:
+    source: str  # machine that reports
+    report: str  # report name
+    target: str  # machine that receives
+    event: str  # its event
+    args: Mapping[str, str] = field(default_factory=dict)  # event arg <- report arg ({} = none)
+
+
+WIRES: tuple[Wire, ...] = (
+    Wire("heartbeat", "suspect", "membership", "suspect", {"node": "node"}),
+    Wire("heartbeat", "peer_back", "membership", "peer_back", {"node": "node"}),
+    Wire("membership", "halted", "heartbeat", "stop"),
+)
+
+
+Routed = list[tuple[str, str, dict[str, Any]]]
+
+
+def route(source: str, report: str, args: Mapping[str, Any], present: set[str]) -> Routed:
+    """The (machine, event, args) a report turns into, among the machines ``present``."""
+    out: Routed = []
+    for w in WIRES:
+        if w.source == source and w.report == report and w.target in present:
+            out.append((w.target, w.event, {k: args[v] for k, v in w.args.items()}))
+    return out
