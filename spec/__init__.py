@@ -9,9 +9,15 @@ __all__ = ["Spec", "all_specs", "get"]
 
 def all_specs() -> dict[str, Spec]:
     """Every machine by name, in a stable order."""
-    from wolfpack.spec import group, node, resource
+    from wolfpack.spec import group, heartbeat, membership, node, resource
 
-    return {"resource": resource.SPEC, "group": group.SPEC, "node": node.SPEC}
+    return {
+        "resource": resource.SPEC,
+        "group": group.SPEC,
+        "node": node.SPEC,
+        "heartbeat": heartbeat.SPEC,
+        "membership": membership.SPEC,
+    }
 
 
 def get(name: str) -> Spec:

@@ -110,3 +110,21 @@ REGROUP_STAGE_MS = 200 * MS
 #: Fruitless regroup rounds before a node halts instead of risking a split.
 #: Wolfpack default (MSCS's regroup has a fixed number of stages).
 REGROUP_MAX_ROUNDS = 3
+
+#: Scheduling jitter the heartbeat and renewal timers are allowed (GC pauses,
+#: a busy machine).  Wolfpack default; the timing obligations budget for it.
+JITTER_MS = 200 * MS
+
+# --- quorum disk arbitration ----------------------------------------------------
+
+#: How long a node that suspects its peers waits before it arbitrates for the
+#: quorum.  WSFC QuorumArbitrationTimeMin/Max are 7-20 s; Wolfpack default 7 s.
+QUORUM_ARBITRATION_WAIT_MS = 7 * SECOND
+
+#: Period at which the quorum owner re-reserves the disk (defender).
+#: MSCS: about 3 s (FTCS'98, KB309186).
+RENEW_PERIOD_MS = 3 * SECOND
+
+#: How long a challenger waits after a bus reset before it reserves.
+#: MSCS: about 10 s (Veritas SFW guide on MSCS arbitration).
+CHALLENGE_WAIT_MS = 10 * SECOND

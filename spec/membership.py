@@ -228,8 +228,8 @@ def make_membership_spec(n: int) -> Spec:
     halt_update = {"members": (False,) * n}
 
     rows = [
-        Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.epoch + 1), effects=COLLECT,
-                   doc="start (form or join): a regroup round one past the last epoch"),
+        Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.round + 1), effects=COLLECT,
+                   doc="start (form or join): a regroup round past every round this node has seen"),
         Transition("suspect", (STABLE,), COLLECTING, guard=suspect_is_member,
                    update=lambda r, e: suspecting(r, e.node), effects=COLLECT,
                    doc="a member missed its heartbeats on every network: regroup"),

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from wolfpack.spec import node, resource
+from wolfpack.spec import heartbeat, membership, node, resource
 from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.defaults import FailbackPolicy, RestartAction
 from wolfpack.spec.group import make_group_spec
@@ -35,6 +35,10 @@ RESOURCE: Domain = {
 }
 
 NODE: Domain = {}
+
+HEARTBEAT: Domain = {"me": range(3), "period_ms": range(1, 4), "threshold": range(1, 5)}
+
+MEMBERSHIP: Domain = {"me": range(3), "kind": (0, 1), "stage_ms": range(1, 4), "max_rounds": range(1, 4)}
 
 
 @cache
@@ -81,7 +85,12 @@ def random_record(spec: Spec, domain: Domain, rng: random.Random) -> Record:
 
 def machines() -> dict[str, tuple[Spec, Domain]]:
     """Every machine the property tests cover, by test name."""
-    out: dict[str, tuple[Spec, Domain]] = {"resource": (resource.SPEC, RESOURCE), "node": (node.SPEC, NODE)}
+    out: dict[str, tuple[Spec, Domain]] = {
+        "resource": (resource.SPEC, RESOURCE),
+        "node": (node.SPEC, NODE),
+        "heartbeat": (heartbeat.SPEC, HEARTBEAT),
+        "membership": (membership.SPEC, MEMBERSHIP),
+    }
     for n in GROUP_SIZES:
         out[f"group{n}"] = (make_group_spec(n), group(n))
     return out

@@ -15,7 +15,7 @@ import pytest
 from generated import machine_test, random_walks
 from hypothesis import settings
 
-from wolfpack.spec import node, resource
+from wolfpack.spec import heartbeat, membership, node, resource
 from wolfpack.spec.core import Spec
 from wolfpack.spec.group import make_group_spec
 
@@ -32,6 +32,8 @@ TestGroup1 = _test_case(make_group_spec(1), domains.group(1))
 TestGroup2 = _test_case(make_group_spec(2), domains.group(2))
 TestGroup3 = _test_case(make_group_spec(3), domains.group(3))
 TestGroup4 = _test_case(make_group_spec(4), domains.group(4))
+TestHeartbeat = _test_case(heartbeat.SPEC, domains.HEARTBEAT)
+TestMembership = _test_case(membership.SPEC, domains.MEMBERSHIP)
 
 
 @pytest.mark.parametrize("name", sorted(domains.machines()))

@@ -53,9 +53,9 @@ def pairs(spec: Spec) -> int:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One CLI run rendering all three machines as SVG (rendering is the slow part)."""
+    """One CLI run rendering every machine as SVG (rendering is the slow part)."""
     out = tmp_path_factory.mktemp("diagrams")
-    result = CliRunner().invoke(cli, ["diagram", "resource", "group", "node", "--format", "svg", "--out", str(out)])
+    result = CliRunner().invoke(cli, ["diagram", *NAMES, "--format", "svg", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out, result.output
 

@@ -1,0 +1,138 @@
+"""Timing obligations: the inequalities a cluster configuration must satisfy.
+
+Safety never depends on these (the machines are proved for every parameter
+value); liveness and availability do.  Each obligation is linear once the
+configuration's numbers are fixed, with the scheduling jitter a real
+variable in ``[0, jitter_ms]``; ``wolfpack verify`` proves each one with z3
+over the reals for every jitter in that range, and names a violated one with
+its numbers.
+
+The configuration is a TOML file with the keys of :data:`VARIABLES` (all
+optional, integers, milliseconds unless the name says otherwise); missing
+keys take Wolfpack's defaults.  Loading and the plain arithmetic check
+(:func:`check`) need no z3, so the daemon can check its configuration at
+start without importing the proof engine.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wolfpack.errors import ConfigError
+from wolfpack.spec import defaults as d
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: int
+    doc: str
+    lo: int = 0
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("heartbeat_period_ms", d.HEARTBEAT_PERIOD_MS, "period between heartbeats", lo=1),
+    Variable("missed_heartbeats", d.HEARTBEAT_MISSED_THRESHOLD, "missed periods before a peer is suspected", lo=1),
+    Variable("jitter_ms", d.JITTER_MS, "largest delay of a timer beyond its deadline"),
+    Variable("quorum_arbitration_wait_ms", d.QUORUM_ARBITRATION_WAIT_MS, "wait before arbitrating for the quorum",
+             lo=1),
+    Variable("pending_timeout_ms", d.PENDING_TIMEOUT_MS, "PendingTimeout of resources", lo=1),
+    Variable("deadlock_timeout_ms", d.DEADLOCK_TIMEOUT_MS, "DeadlockTimeout of resource entry points", lo=1),
+    Variable("restart_delay_ms", d.RESTART_DELAY_MS, "RestartDelay"),
+    Variable("restart_threshold", d.RESTART_THRESHOLD, "RestartThreshold (restarts per RestartPeriod)"),
+    Variable("restart_period_ms", d.RESTART_PERIOD_MS, "RestartPeriod", lo=1),
+    Variable("renew_period_ms", d.RENEW_PERIOD_MS, "quorum disk re-reservation period (defender)", lo=1),
+    Variable("challenge_wait_ms", d.CHALLENGE_WAIT_MS, "challenger's wait after a bus reset", lo=1),
+)
+BY_NAME = {v.name: v for v in VARIABLES}
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """``sum of products of lhs`` (< or <=) ``rhs``; the jitter, if it appears, ranges over [0, jitter_ms]."""
+
+    name: str
+    lhs: tuple[tuple[str, ...], ...]  # a sum of products of variable names
+    op: str  # "<" or "<="
+    rhs: str
+    why: str
+
+    def text(self) -> str:
+        return " + ".join(" * ".join(p) for p in self.lhs) + f" {self.op} {self.rhs}"
+
+    def values(self, config: Mapping[str, int]) -> tuple[int, int]:
+        left = 0
+        for product in self.lhs:
+            term = 1
+            for name in product:
+                term *= config[name]
+            left += term
+        return left, config[self.rhs]
+
+    def holds(self, config: Mapping[str, int]) -> bool:
+        left, right = self.values(config)
+        return left < right if self.op == "<" else left <= right
+
+    def numbers(self, config: Mapping[str, int]) -> str:
+        left, right = self.values(config)
+        terms = " + ".join(" * ".join(str(config[n]) for n in p) for p in self.lhs)
+        shown = f"{terms} = {left}" if len(self.lhs) > 1 or len(self.lhs[0]) > 1 else terms
+        verdict = "holds" if self.holds(config) else "VIOLATED"
+        return f"{shown} {self.op} {right} ({verdict}, slack {right - left} ms)"
+
+
+OBLIGATIONS: tuple[Obligation, ...] = (
+    Obligation("detection_before_arbitration",
+               (("heartbeat_period_ms", "missed_heartbeats"), ("jitter_ms",)), "<", "quorum_arbitration_wait_ms",
+               "a failed node is suspected before the survivors arbitrate for the quorum"),
+    Obligation("pending_within_deadlock", (("pending_timeout_ms",),), "<=", "deadlock_timeout_ms",
+               "a hung pending Online/Offline is terminated before deadlock handling recycles the monitor"),
+    Obligation("restarts_fit_period", (("restart_delay_ms", "restart_threshold"),), "<", "restart_period_ms",
+               "all allowed restarts (with their delays) fit in one RestartPeriod, so the threshold can be reached"),
+    Obligation("renew_before_challenge", (("renew_period_ms",), ("jitter_ms",)), "<", "challenge_wait_ms",
+               "the quorum owner renews its reservation before a challenger's wait ends (disk quorum)"),
+)
+
+
+def default_config() -> dict[str, int]:
+    return {v.name: v.default for v in VARIABLES}
+
+
+def parse(data: Mapping[str, Any], source: str = "configuration") -> dict[str, int]:
+    """Validate a mapping of timing values; report every problem at once."""
+    problems = []
+    config = default_config()
+    for key, value in data.items():
+        var = BY_NAME.get(key)
+        if var is None:
+            problems.append(f"unknown key {key!r} (known keys: {', '.join(BY_NAME)})")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{key} must be an integer ({var.doc}), got {type(value).__name__} {value!r}")
+        elif value < var.lo:
+            problems.append(f"{key} must be >= {var.lo} ({var.doc}), got {value}")
+        else:
+            config[key] = value
+    if problems:
+        raise ConfigError(f"{source} has {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+                          + "\nfix these keys; the timing keys are listed in docs/verification.md")
+    return config
+
+
+def load(path: Path) -> dict[str, int]:
+    """Read and validate a TOML timing configuration."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; give an existing TOML file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from exc
+    return parse(data, str(path))
+
+
+def check(config: Mapping[str, int]) -> list[str]:
+    """The violated obligations, each with its inequality and numbers (plain arithmetic, no z3)."""
+    return [f"{o.name}: {o.text()}: {o.numbers(config)}" for o in OBLIGATIONS if not o.holds(config)]
