@@ -27,6 +27,7 @@ from wolfpack.proofs.model import Component, Model, Property, Sync, View, single
 from wolfpack.spec import node, resource
 from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not
+from wolfpack.spec.failover import make_failover_spec
 from wolfpack.spec.group import OFF, make_group_spec
 from wolfpack.spec.heartbeat import make_heartbeat_spec
 from wolfpack.spec.membership import make_membership_spec
@@ -145,10 +146,12 @@ def registry() -> dict[str, tuple[Model, ...]]:
         "membership": tuple(single(make_membership_spec(n), name=f"membership[n={n}]",
                                    doc=f"the regroup machine of one node in a {n}-node cluster, both quorum kinds")
                             for n in (3,)),
+        "failover": (single(make_failover_spec(3, 2), name="failover[n=3,g=2]",
+                            doc="the failover manager of one node: 3 nodes, 2 groups"),),
     }
 
 
-MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "timing")
+MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "failover", "timing")
 
 
 def select(names: tuple[str, ...]) -> list[Model]:

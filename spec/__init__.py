@@ -9,7 +9,7 @@ __all__ = ["Spec", "all_specs", "get"]
 
 def all_specs() -> dict[str, Spec]:
     """Every machine by name, in a stable order."""
-    from wolfpack.spec import group, heartbeat, membership, node, resource
+    from wolfpack.spec import failover, group, heartbeat, membership, node, resource
 
     return {
         "resource": resource.SPEC,
@@ -17,6 +17,7 @@ def all_specs() -> dict[str, Spec]:
         "node": node.SPEC,
         "heartbeat": heartbeat.SPEC,
         "membership": membership.SPEC,
+        "failover": failover.SPEC,
     }
 
 

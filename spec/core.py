@@ -21,7 +21,7 @@ from enum import IntEnum
 from typing import Any
 
 from wolfpack.errors import InvalidEvent, SpecError
-from wolfpack.spec.expr import And, In
+from wolfpack.spec.expr import And, In, Not
 
 Guard = Callable[[Any, Any], Any]
 Update = Callable[[Any, Any], Mapping[str, Any]]
@@ -440,3 +440,20 @@ class Spec:
                 f"got {sorted(args) or 'none'}"
             )
         return Record(args)
+
+
+def named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a generated guard the name diagrams and proofs show."""
+    fn.__name__ = name
+    fn.__qualname__ = name
+    return fn
+
+
+def all_of(name: str, *guards: Guard) -> Guard:
+    """A named guard that holds when every one of ``guards`` holds."""
+    return named(name, lambda r, e: And(*(g(r, e) for g in guards)))
+
+
+def negation(name: str, guard: Guard) -> Guard:
+    """A named guard that holds when ``guard`` does not."""
+    return named(name, lambda r, e: Not(guard(r, e)))

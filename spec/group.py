@@ -46,7 +46,7 @@ from functools import cache
 from typing import Any
 
 from wolfpack.spec import defaults as d
-from wolfpack.spec.core import Arg, Derived, Effect, Event, Field, Ignore, Invariant, Spec, Transition
+from wolfpack.spec.core import Arg, Derived, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
 from wolfpack.spec.defaults import FailbackPolicy
 from wolfpack.spec.expr import And, Count, Exists, ForAll, If, Implies, In, Not, Or, Select, Store
 
@@ -88,13 +88,8 @@ GOAL_OFFLINE = (OFFLINE_PENDING, MOVING, FAILING_OVER, FAILING)
 
 NO_NODE = -1
 HOURS_PER_DAY = 24
+TWO_NODES = 2  # the smallest failover cluster: the record's default size
 
-
-def named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a generated guard the name diagrams and proofs show."""
-    fn.__name__ = name
-    fn.__qualname__ = name
-    return fn
 
 
 @cache
@@ -428,10 +423,11 @@ def make_group_spec(n: int) -> Spec:
         Field("res", ResState, (OFF,) * n, "each resource's state as last reported", length=n),
         Field("dep", bool, (False,) * (n * n), "dependency matrix: dep[i*n+j] = resource i depends on j",
               param=True, length=n * n),
-        Field("nodes", int, 2, "configured nodes (node ids 0..nodes-1)", lo=1, param=True),
+        Field("nodes", int, TWO_NODES, "configured nodes (node ids 0..nodes-1)", lo=1, param=True),
         Field("owner", int, NO_NODE, "node that owns the group (-1: none yet)", lo=NO_NODE),
         Field("target", int, NO_NODE, "node a move goes to (-1: no move)", lo=NO_NODE),
-        Field("failover_threshold", int, 1, "failovers allowed per FailoverPeriod (resolved from nodes-1)",
+        Field("failover_threshold", int, d.failover_threshold(d.FAILOVER_THRESHOLD_NODES_MINUS_ONE, TWO_NODES),
+              "failovers allowed per FailoverPeriod (MSCS default: nodes - 1)",
               lo=0, param=True),
         Field("failover_count", int, 0, "failovers in the current FailoverPeriod", lo=0),
         Field("failover_period_ms", int, d.FAILOVER_PERIOD_MS, "FailoverPeriod", lo=1, param=True),

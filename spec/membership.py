@@ -28,12 +28,11 @@ as one 0/1 field per node (``alive0..``, ``m0..``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from wolfpack.spec import defaults as d
-from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition
+from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
 from wolfpack.spec.expr import And, Count, Exists, ForAll, If, Implies, Not, Or, Store
 
 DOWN = "Down"
@@ -49,11 +48,6 @@ RUNNING = (*IN_ROUND, STABLE)
 MNS = 0
 DISK = 1
 
-
-def named(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn.__name__ = name
-    fn.__qualname__ = name
-    return fn
 
 
 @cache

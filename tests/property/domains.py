@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from wolfpack.spec import heartbeat, membership, node, resource
+from wolfpack.spec import failover, heartbeat, membership, node, resource
 from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.defaults import FailbackPolicy, RestartAction
 from wolfpack.spec.group import make_group_spec
@@ -37,6 +37,8 @@ RESOURCE: Domain = {
 NODE: Domain = {}
 
 HEARTBEAT: Domain = {"me": range(3), "period_ms": range(1, 4), "threshold": range(1, 5)}
+
+FAILOVER: Domain = {"me": range(3), "preferred": ((-1,) * 6, (0, 1, 2, 1, 2, 0), (2, -1, -1, 0, 1, -1))}
 
 MEMBERSHIP: Domain = {"me": range(3), "kind": (0, 1), "stage_ms": range(1, 4), "max_rounds": range(1, 4)}
 
@@ -90,6 +92,7 @@ def machines() -> dict[str, tuple[Spec, Domain]]:
         "node": (node.SPEC, NODE),
         "heartbeat": (heartbeat.SPEC, HEARTBEAT),
         "membership": (membership.SPEC, MEMBERSHIP),
+        "failover": (failover.SPEC, FAILOVER),
     }
     for n in GROUP_SIZES:
         out[f"group{n}"] = (make_group_spec(n), group(n))

@@ -15,7 +15,7 @@ import pytest
 from generated import machine_test, random_walks
 from hypothesis import settings
 
-from wolfpack.spec import heartbeat, membership, node, resource
+from wolfpack.spec import failover, heartbeat, membership, node, resource
 from wolfpack.spec.core import Spec
 from wolfpack.spec.group import make_group_spec
 
@@ -34,6 +34,7 @@ TestGroup3 = _test_case(make_group_spec(3), domains.group(3))
 TestGroup4 = _test_case(make_group_spec(4), domains.group(4))
 TestHeartbeat = _test_case(heartbeat.SPEC, domains.HEARTBEAT)
 TestMembership = _test_case(membership.SPEC, domains.MEMBERSHIP)
+TestFailover = _test_case(failover.SPEC, domains.FAILOVER)
 
 
 @pytest.mark.parametrize("name", sorted(domains.machines()))

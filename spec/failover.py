@@ -1,0 +1,213 @@
+"""The failover manager's view of group ownership (REQUIREMENTS F1, F2, F4-F7, N2).
+
+One instance per node.  It keeps the replicated owner of every group (as
+applied by global updates, so every node has the same table) and which groups
+this node runs.  It decides nothing by itself that other nodes could decide
+differently:
+
+* after a new membership is installed, the *lowest* member computes, with the
+  pure placement policy of :mod:`wolfpack.spec.placement`, new owners for the
+  groups whose owner left, and submits them as global updates;
+* when a group on this node must fail over (its resources exhausted their
+  restarts), this node submits a placement that excludes itself;
+* a node brings a group online only when the applied owner update names it
+  and it is a member; it takes a group offline when an update moves it away,
+  and halts every group when it leaves the membership.
+
+The rule that makes "a group runs on at most one node" hold is the invariant
+``runs_only_what_it_owns``: a node runs a group only while the replicated
+owner is this node and this node is a member.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, all_of, named, negation
+from wolfpack.spec.expr import And, Exists, ForAll, Implies, Not, Select, Store
+from wolfpack.spec.placement import ClusterView, GroupPlacement, place_all
+
+OUT = "Out"
+MEMBER = "Member"
+NO_NODE = -1
+
+
+@cache
+def make_failover_spec(n: int, groups: int) -> Spec:
+    """The failover manager of one node, in a cluster of ``n`` nodes with ``groups`` groups."""
+    ks, gs = range(n), range(groups)
+
+    def is_me_member(r: Any) -> Any:
+        return Exists(ks, lambda k: And(k == r.me, r.members[k]))
+
+    def lowest_member_is_me(r: Any) -> Any:
+        return ForAll(ks, lambda k: Implies(r.members[k], k >= r.me))
+
+    def members_of(e: Any) -> tuple[Any, ...]:
+        return tuple(getattr(e, f"m{k}") == 1 for k in ks)
+
+    # --- placement (concrete only: it runs in effect arguments) -------------------
+    def placements(r: Any, leaving: dict[int, int]) -> list[dict[str, int]]:
+        up = frozenset(k for k in ks if r.members[k])
+        load: dict[int, int] = {}
+        for g in gs:
+            if r.owner[g] in up and g not in leaving:
+                load[r.owner[g]] = load.get(r.owner[g], 0) + 1
+        view = ClusterView(up=up, paused=frozenset(k for k in ks if r.paused[k]), load=load)
+        wanted = [GroupPlacement(f"{g:04d}", preferred=[p for p in r.preferred[g * n:(g + 1) * n] if p >= 0],
+                                 leaving=node) for g, node in leaving.items()]
+        chosen = place_all(wanted, view)
+        return [{"group": int(name), "node": node if node is not None else NO_NODE}
+                for name, node in sorted(chosen.items())]
+
+    def orphaned(r2: Any) -> dict[int, int]:
+        """Groups whose owner is not a member (or that have none yet)."""
+        return {g: r2.owner[g] for g in gs if r2.owner[g] == NO_NODE or not r2.members[r2.owner[g]]}
+
+    def place_orphans(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
+        updates = [u for u in placements(r2, orphaned(r2)) if u["node"] != NO_NODE]
+        return {"updates": updates} if updates else None
+
+    def place_away(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
+        return {"updates": placements(r2, {e.group: r2.me})}
+
+    # --- guards --------------------------------------------------------------------------
+    def coordinator(r: Any, e: Any) -> Any:
+        return ForAll(ks, lambda k: Implies(getattr(e, f"m{k}") == 1, k >= r.me))
+
+    def included(r: Any, e: Any) -> Any:
+        return Exists(ks, lambda k: And(k == r.me, getattr(e, f"m{k}") == 1))
+
+    def excluded(r: Any, e: Any) -> Any:
+        return Not(included(r, e))
+
+    def newer(r: Any, e: Any) -> Any:
+        return e.epoch > r.epoch
+
+    def newer_and_included(r: Any, e: Any) -> Any:
+        return And(newer(r, e), included(r, e))
+
+    def newer_and_excluded(r: Any, e: Any) -> Any:
+        return And(newer(r, e), excluded(r, e))
+
+    def stale(r: Any, e: Any) -> Any:
+        return Not(newer(r, e))
+
+    def to_me(r: Any, e: Any) -> Any:
+        return e.node == r.me
+
+    def away_from_me(r: Any, e: Any) -> Any:
+        return e.node != r.me
+
+    def runs_it(r: Any, e: Any) -> Any:
+        return Select(r.running, e.group)
+
+    def owns_it(r: Any, e: Any) -> Any:
+        return And(Select(r.owner, e.group) == r.me, Select(r.running, e.group))
+
+    def not_owned_here(r: Any, e: Any) -> Any:
+        return Not(owns_it(r, e))
+
+    # --- updates ----------------------------------------------------------------------
+    def install(r: Any, e: Any) -> dict[str, Any]:
+        members = members_of(e)
+        # a group whose owner left is no longer run by anyone we know of
+        return {"members": members, "epoch": e.epoch,
+                "running": tuple(And(r.running[g], r.owner[g] == r.me) for g in gs)}
+
+    def leave(r: Any, e: Any) -> dict[str, Any]:
+        return {"members": (False,) * n, "running": (False,) * groups}
+
+    def set_owner(r: Any, e: Any) -> dict[str, Any]:
+        return {"owner": Store(r.owner, e.group, e.node)}
+
+    def start_here(r: Any, e: Any) -> dict[str, Any]:
+        return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, True)}
+
+    def stop_here(r: Any, e: Any) -> dict[str, Any]:
+        return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, False)}
+
+    submit = Effect("command", "submit_owners", place_orphans, when=coordinator)
+    halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
+    rows = (
+        Transition("installed", (OUT, MEMBER), MEMBER, guard=newer_and_included, update=install,
+                   effects=(submit,),
+                   doc="a new membership with this node: the lowest member places the orphaned groups"),
+        Transition("installed", (OUT, MEMBER), OUT, guard=newer_and_excluded, update=leave, effects=(halt_all,),
+                   doc="a membership without this node: stop every group here"),
+        Transition("installed", (OUT, MEMBER), None, guard=stale, doc="an old membership"),
+        Transition("halted", (MEMBER,), OUT, update=leave, effects=(halt_all,),
+                   doc="the membership machine halted: stop every group here (N4)"),
+        Transition("owner_applied", (MEMBER,), None, guard=named("owner_is_me", to_me), update=start_here,
+                   effects=(Effect("command", "group_online", lambda r, e, r2: {"group": e.group, "node": r.me}),),
+                   doc="the global update names this node: bring the group online here"),
+        Transition("owner_applied", (MEMBER,), None, guard=all_of("moved_away_from_me", away_from_me, runs_it),
+                   update=stop_here,
+                   effects=(Effect("command", "group_offline", lambda r, e, r2: {"group": e.group}),),
+                   doc="the group moved away: take it offline here"),
+        Transition("owner_applied", (MEMBER,), None,
+                   guard=all_of("owner_elsewhere", away_from_me, negation("not_running_here", runs_it)),
+                   update=set_owner, doc="record the new owner"),
+        Transition("owner_applied", (OUT,), None, update=set_owner,
+                   doc="record it (a node out of the cluster runs nothing)"),
+        Transition("failover_needed", (MEMBER,), None, guard=owns_it,
+                   update=lambda r, e: {"running": Store(r.running, e.group, False)},
+                   effects=(Effect("command", "submit_owners", place_away),),
+                   doc="the group failed here: place it elsewhere (F3, F6)"),
+        Transition("failover_needed", (MEMBER,), None, guard=not_owned_here, doc="not ours to move"),
+        Transition("paused_applied", (OUT, MEMBER), None,
+                   update=lambda r, e: {"paused": Store(r.paused, e.node, e.paused == 1)},
+                   doc="a node was paused or resumed (global update)"),
+    )
+    ignored = (
+        Ignore("halted", (OUT,), "already out"),
+        Ignore("failover_needed", (OUT,), "everything here is stopped"),
+    )
+    src_epoch = Arg("epoch", 0, None, "membership epoch", hi_max=8)
+    group_arg = Arg("group", 0, groups, "group index", hi_max=groups)
+    node_arg = Arg("node", -1, n, "node id (-1: none)", hi_max=n)
+    events = (
+        Event("installed", "the membership machine installed a membership",
+              (src_epoch, *(Arg(f"m{k}", 0, 2, f"1 if node {k} is a member", hi_max=2) for k in ks))),
+        Event("halted", "the membership machine halted"),
+        Event("owner_applied", "a global update set a group's owner", (group_arg, node_arg)),
+        Event("failover_needed", "this node's group machine asks for a failover", (group_arg,)),
+        Event("paused_applied", "a global update paused or resumed a node",
+              (Arg("node", 0, n, "node id", hi_max=n), Arg("paused", 0, 2, "1 paused, 0 resumed", hi_max=2))),
+    )
+    fields = (
+        Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),
+        Field("preferred", int, (NO_NODE,) * (groups * n), "preferred owners per group (-1 = unused slot)",
+              lo=NO_NODE, hi=n - 1, param=True, length=groups * n),
+        Field("epoch", int, 0, "membership epoch last installed", lo=0),
+        Field("members", bool, (False,) * n, "installed membership", length=n),
+        Field("paused", bool, (False,) * n, "paused nodes (replicated)", length=n),
+        Field("owner", int, (NO_NODE,) * groups, "replicated owner of each group", lo=NO_NODE, hi=n - 1,
+              length=groups),
+        Field("running", bool, (False,) * groups, "groups this node runs", length=groups),
+    )
+
+    def runs_only_what_it_owns(r: Any) -> Any:
+        return ForAll(gs, lambda g: Implies(r.running[g], And(r.owner[g] == r.me, is_me_member(r))))
+
+    return Spec(
+        name="failover",
+        doc=__doc__ or "",
+        states=(OUT, MEMBER),
+        initial=OUT,
+        fields=fields,
+        events=events,
+        transitions=rows,
+        ignored=ignored,
+        invariants=(
+            Invariant("runs_only_what_it_owns", runs_only_what_it_owns,
+                      "a node runs a group only while the replicated owner is this node and it is a member"),
+            Invariant("out_runs_nothing", lambda r: Implies(r.is_(OUT), ForAll(gs, lambda g: Not(r.running[g]))),
+                      "a node out of the cluster runs no group"),
+        ),
+        state_docs={OUT: "not a member: runs nothing", MEMBER: "member: runs the groups it owns"},
+    )
+
+
+SPEC = make_failover_spec(3, 2)
