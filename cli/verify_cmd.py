@@ -30,7 +30,7 @@ from wolfpack.errors import WolfpackError
 @click.pass_context
 def command(ctx: click.Context, machines: tuple[str, ...], config_path: Path | None, fmt: str,
             report_path: Path | None, check: bool, cex_path: Path | None) -> None:
-    """Prove MACHINES (default: all of resource, group, node, ownership, timing).
+    """Prove MACHINES (default: all; `wolfpack verify --help` lists them).
 
     Checks determinism, completeness, reachability, dead ends and derived
     functions of each machine, proves every invariant for all depths
@@ -51,6 +51,10 @@ def command(ctx: click.Context, machines: tuple[str, ...], config_path: Path | N
     models = select(machines)
     started = time.perf_counter()
     results = check_models(models)
+    if not machines or "quorum" in machines:
+        from wolfpack.proofs.arbitration_model import quorum_results
+
+        results += quorum_results()
     if not machines or "timing" in machines:
         results += prove_all(config)
     seconds = time.perf_counter() - started

@@ -23,8 +23,9 @@ from functools import cache
 from typing import Any
 
 from wolfpack.errors import WolfpackError
+from wolfpack.proofs.arbitration_model import arbitration_models
 from wolfpack.proofs.model import Component, Model, Property, Sync, View, single
-from wolfpack.spec import node, resource
+from wolfpack.spec import arbitration, node, reservation, resource
 from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not
 from wolfpack.spec.failover import make_failover_spec
@@ -148,16 +149,22 @@ def registry() -> dict[str, tuple[Model, ...]]:
                             for n in (3,)),
         "failover": (single(make_failover_spec(3, 2), name="failover[n=3,g=2]",
                             doc="the failover manager of one node: 3 nodes, 2 groups"),),
+        "reservation": (single(reservation.SPEC, doc="the quorum disk's reservation (SCSI-2 reserve/release/reset)"),),
+        "arbitration": (single(arbitration.SPEC, doc="MSCS challenge/defense of one node"),),
+        "quorum_disk": arbitration_models(),
     }
 
 
-MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "failover", "timing")
+MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "failover", "reservation",
+            "arbitration", "quorum_disk", "quorum", "timing")
+#: names that are checked outside the model registry
+NOT_MODELS = ("quorum", "timing")
 
 
 def select(names: tuple[str, ...]) -> list[Model]:
-    """The models for the given machine names (all when empty); ``timing`` has none."""
+    """The models for the given machine names (all when empty); ``quorum`` and ``timing`` have none."""
     unknown = [n for n in names if n not in MACHINES]
     if unknown:
         raise WolfpackError(f"unknown machine(s) {', '.join(unknown)}: choose from {', '.join(MACHINES)}")
     chosen = names or MACHINES
-    return [m for name in chosen if name != "timing" for m in registry()[name]]
+    return [m for name in chosen if name not in NOT_MODELS for m in registry()[name]]

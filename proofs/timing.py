@@ -47,6 +47,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("restart_period_ms", d.RESTART_PERIOD_MS, "RestartPeriod", lo=1),
     Variable("renew_period_ms", d.RENEW_PERIOD_MS, "quorum disk re-reservation period (defender)", lo=1),
     Variable("challenge_wait_ms", d.CHALLENGE_WAIT_MS, "challenger's wait after a bus reset", lo=1),
+    Variable("reserve_timeout_ms", d.RESERVE_TIMEOUT_MS, "longest wait for the answer to a RESERVE", lo=1),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -93,8 +94,11 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                "a hung pending Online/Offline is terminated before deadlock handling recycles the monitor"),
     Obligation("restarts_fit_period", (("restart_delay_ms", "restart_threshold"),), "<", "restart_period_ms",
                "all allowed restarts (with their delays) fit in one RestartPeriod, so the threshold can be reached"),
-    Obligation("renew_before_challenge", (("renew_period_ms",), ("jitter_ms",)), "<", "challenge_wait_ms",
-               "the quorum owner renews its reservation before a challenger's wait ends (disk quorum)"),
+    Obligation("renew_before_challenge",
+               (("renew_period_ms",), ("jitter_ms",), ("reserve_timeout_ms",), ("reserve_timeout_ms",),
+                ("reserve_timeout_ms",)), "<", "challenge_wait_ms",
+               "the quorum owner renews its reservation, command and answer included, before a challenger's "
+               "wait ends (disk quorum)"),
 )
 
 

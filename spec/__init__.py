@@ -9,7 +9,7 @@ __all__ = ["Spec", "all_specs", "get"]
 
 def all_specs() -> dict[str, Spec]:
     """Every machine by name, in a stable order."""
-    from wolfpack.spec import failover, group, heartbeat, membership, node, resource
+    from wolfpack.spec import arbitration, failover, group, heartbeat, membership, node, reservation, resource
 
     return {
         "resource": resource.SPEC,
@@ -18,6 +18,8 @@ def all_specs() -> dict[str, Spec]:
         "heartbeat": heartbeat.SPEC,
         "membership": membership.SPEC,
         "failover": failover.SPEC,
+        "reservation": reservation.SPEC,
+        "arbitration": arbitration.SPEC,
     }
 
 

@@ -128,3 +128,7 @@ RENEW_PERIOD_MS = 3 * SECOND
 #: How long a challenger waits after a bus reset before it reserves.
 #: MSCS: about 10 s (Veritas SFW guide on MSCS arbitration).
 CHALLENGE_WAIT_MS = 10 * SECOND
+
+#: Longest wait for the answer to a RESERVE before the reservation counts as
+#: lost.  Wolfpack default, so that renew + jitter + 3 x this < challenge wait.
+RESERVE_TIMEOUT_MS = 1 * SECOND

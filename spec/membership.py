@@ -32,8 +32,10 @@ from functools import cache
 from typing import Any
 
 from wolfpack.spec import defaults as d
+from wolfpack.spec import quorum
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
-from wolfpack.spec.expr import And, Count, Exists, ForAll, If, Implies, Not, Or, Store
+from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Or, Store
+from wolfpack.spec.quorum import QuorumKind
 
 DOWN = "Down"
 COLLECTING = "Collecting"
@@ -45,8 +47,8 @@ STATES = (DOWN, COLLECTING, PROPOSING, ACCEPTED, STABLE, HALTED)
 IN_ROUND = (COLLECTING, PROPOSING, ACCEPTED)
 RUNNING = (*IN_ROUND, STABLE)
 
-MNS = 0
-DISK = 1
+MNS = QuorumKind.MNS
+DISK = QuorumKind.DISK
 
 
 
@@ -81,18 +83,12 @@ def make_membership_spec(n: int) -> Spec:
             chosen[k] = Or(chosen[k], And(r.heard[k], connected_to_chosen(k)))
         return tuple(chosen)
 
-    def majority_of_configured(r: Any, votes: tuple[Any, ...]) -> Any:
-        return 2 * Count(And(votes[k], r.configured[k]) for k in ks) > Count(r.configured[k] for k in ks)
-
-    def disk_in(r: Any, nodes: tuple[Any, ...]) -> Any:
-        """One of ``nodes`` holds the quorum disk (as reported in this round)."""
-        return Exists(ks, lambda k: And(nodes[k], r.disk_at[k]))
-
     def may_survive(r: Any, members: tuple[Any, ...]) -> Any:
-        return If(r.kind == DISK, disk_in(r, members), majority_of_configured(r, members))
+        return quorum.survives(r.kind, members, r.configured, r.disk_at)
 
     def committed(r: Any, acks: tuple[Any, ...]) -> Any:
-        return If(r.kind == DISK, disk_in(r, acks), majority_of_configured(r, acks))
+        """MNS: a majority acknowledged; disk: the disk holder acknowledged."""
+        return quorum.survives(r.kind, acks, r.configured, r.disk_at)
 
     def alone(r: Any) -> tuple[Any, ...]:
         return tuple(k == r.me for k in ks)
@@ -262,7 +258,7 @@ def make_membership_spec(n: int) -> Spec:
                    doc="coordinator: propose the fully connected set that may survive"),
         Transition("collect_elapsed", (COLLECTING,), COLLECTING, guard=coordinator_retries,
                    update=lambda r, e: start_round(r, r.round + 1),
-                   effects=(*COLLECT, Effect("command", "arbitrate", when=wants_disk)),
+                   effects=(*COLLECT, Effect("report", "arbitrate", when=wants_disk)),
                    doc="coordinator without quorum: try another round (nodes may still be booting)"),
         Transition("collect_elapsed", (COLLECTING,), HALTED, guard=coordinator_without_quorum,
                    update=lambda r, e: halt_update, effects=(halt,),

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: the largest cluster the wiring's per-node arguments are spelled out for
+MAX_NODES = 16
+
 
 @dataclass(frozen=True)
 class Wire:
@@ -26,6 +29,13 @@ WIRES: tuple[Wire, ...] = (
     Wire("heartbeat", "suspect", "membership", "suspect", {"node": "node"}),
     Wire("heartbeat", "peer_back", "membership", "peer_back", {"node": "node"}),
     Wire("membership", "halted", "heartbeat", "stop"),
+    Wire("membership", "arbitrate", "arbitration", "arbitrate"),
+    Wire("arbitration", "won", "membership", "disk_won"),
+    Wire("arbitration", "lost_quorum", "membership", "disk_lost"),
+    Wire("arbitration", "released", "membership", "disk_lost"),
+    Wire("membership", "installed", "failover", "installed",
+         {"epoch": "epoch", **{f"m{k}": f"m{k}" for k in range(MAX_NODES)}}),
+    Wire("membership", "halted", "failover", "halted"),
 )
 
 
@@ -37,5 +47,5 @@ def route(source: str, report: str, args: Mapping[str, Any], present: set[str]) 
     out: Routed = []
     for w in WIRES:
         if w.source == source and w.report == report and w.target in present:
-            out.append((w.target, w.event, {k: args[v] for k, v in w.args.items()}))
+            out.append((w.target, w.event, {k: args[v] for k, v in w.args.items() if v in args}))
     return out
