@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "diagram": "wolfpack.diagram_cmd",
     "verify": "wolfpack.verify_cmd",
     "machines": "wolfpack.machines_cmd",
+    "simulate": "wolfpack.simulate_cmd",
 }
 
 

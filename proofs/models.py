@@ -30,6 +30,7 @@ from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not
 from wolfpack.spec.failover import make_failover_spec
 from wolfpack.spec.group import OFF, make_group_spec
+from wolfpack.spec.gum import make_gum_spec
 from wolfpack.spec.heartbeat import make_heartbeat_spec
 from wolfpack.spec.membership import make_membership_spec
 
@@ -147,6 +148,8 @@ def registry() -> dict[str, tuple[Model, ...]]:
         "membership": tuple(single(make_membership_spec(n), name=f"membership[n={n}]",
                                    doc=f"the regroup machine of one node in a {n}-node cluster, both quorum kinds")
                             for n in (3,)),
+        "gum": (single(make_gum_spec(3), name="gum[n=3]", doc="the global update manager of one node in a "
+                       "3-node cluster (locker, sweep, replay)"),),
         "failover": (single(make_failover_spec(3, 2), name="failover[n=3,g=2]",
                             doc="the failover manager of one node: 3 nodes, 2 groups"),),
         "reservation": (single(reservation.SPEC, doc="the quorum disk's reservation (SCSI-2 reserve/release/reset)"),),
@@ -155,7 +158,7 @@ def registry() -> dict[str, tuple[Model, ...]]:
     }
 
 
-MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "failover", "reservation",
+MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "gum", "failover", "reservation",
             "arbitration", "quorum_disk", "quorum", "timing")
 #: names that are checked outside the model registry
 NOT_MODELS = ("quorum", "timing")

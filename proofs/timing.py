@@ -37,6 +37,10 @@ class Variable:
 VARIABLES: tuple[Variable, ...] = (
     Variable("heartbeat_period_ms", d.HEARTBEAT_PERIOD_MS, "period between heartbeats", lo=1),
     Variable("missed_heartbeats", d.HEARTBEAT_MISSED_THRESHOLD, "missed periods before a peer is suspected", lo=1),
+    Variable("regroup_stage_ms", d.REGROUP_STAGE_MS, "collection time of a regroup round", lo=1),
+    Variable("regroup_max_rounds", d.REGROUP_MAX_ROUNDS, "fruitless regroup rounds before a node halts", lo=1),
+    Variable("takeover_wait_ms", d.TAKEOVER_WAIT_MS, "survivors' wait before taking over the groups of nodes "
+             "left out"),
     Variable("jitter_ms", d.JITTER_MS, "largest delay of a timer beyond its deadline"),
     Variable("quorum_arbitration_wait_ms", d.QUORUM_ARBITRATION_WAIT_MS, "wait before arbitrating for the quorum",
              lo=1),
@@ -87,6 +91,11 @@ class Obligation:
 
 
 OBLIGATIONS: tuple[Obligation, ...] = (
+    Obligation("minority_halts_before_takeover",
+               (("regroup_max_rounds", "regroup_stage_ms"), ("regroup_max_rounds", "regroup_stage_ms"),
+                ("jitter_ms",)), "<", "takeover_wait_ms",
+               "a node left out of the membership halts (every round of collecting and waiting for a proposal "
+               "spent) before the survivors, who detected the failure no earlier, bring its groups online"),
     Obligation("detection_before_arbitration",
                (("heartbeat_period_ms", "missed_heartbeats"), ("jitter_ms",)), "<", "quorum_arbitration_wait_ms",
                "a failed node is suspected before the survivors arbitrate for the quorum"),

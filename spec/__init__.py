@@ -9,7 +9,7 @@ __all__ = ["Spec", "all_specs", "get"]
 
 def all_specs() -> dict[str, Spec]:
     """Every machine by name, in a stable order."""
-    from wolfpack.spec import arbitration, failover, group, heartbeat, membership, node, reservation, resource
+    from wolfpack.spec import arbitration, failover, group, gum, heartbeat, membership, node, reservation, resource
 
     return {
         "resource": resource.SPEC,
@@ -17,6 +17,7 @@ def all_specs() -> dict[str, Spec]:
         "node": node.SPEC,
         "heartbeat": heartbeat.SPEC,
         "membership": membership.SPEC,
+        "gum": gum.SPEC,
         "failover": failover.SPEC,
         "reservation": reservation.SPEC,
         "arbitration": arbitration.SPEC,

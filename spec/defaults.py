@@ -105,11 +105,11 @@ HEARTBEAT_MISSED_THRESHOLD = 5
 
 #: Collection time of one regroup round.  Wolfpack default, sized to its 100 ms
 #: heartbeats; WSFC's ClusSvcRegroupStageTimeout is 5 s at 1-s heartbeats.
-REGROUP_STAGE_MS = 200 * MS
+REGROUP_STAGE_MS = 100 * MS
 
 #: Fruitless regroup rounds before a node halts instead of risking a split.
 #: Wolfpack default (MSCS's regroup has a fixed number of stages).
-REGROUP_MAX_ROUNDS = 3
+REGROUP_MAX_ROUNDS = 2
 
 #: Scheduling jitter the heartbeat and renewal timers are allowed (GC pauses,
 #: a busy machine).  Wolfpack default; the timing obligations budget for it.
@@ -132,3 +132,9 @@ CHALLENGE_WAIT_MS = 10 * SECOND
 #: Longest wait for the answer to a RESERVE before the reservation counts as
 #: lost.  Wolfpack default, so that renew + jitter + 3 x this < challenge wait.
 RESERVE_TIMEOUT_MS = 1 * SECOND
+
+#: How long the survivors of a regroup wait before they bring the groups of the
+#: nodes left out online: those nodes halt within their own regroup rounds
+#: (timing obligation minority_halts_before_takeover).  Wolfpack default,
+#: the counterpart of MSCS's challenge window (O6).
+TAKEOVER_WAIT_MS = 700 * MS

@@ -5,8 +5,10 @@ applied by global updates, so every node has the same table) and which groups
 this node runs.  It decides nothing by itself that other nodes could decide
 differently:
 
-* after a new membership is installed, the *lowest* member computes, with the
-  pure placement policy of :mod:`wolfpack.spec.placement`, new owners for the
+* after a new membership is installed, the *lowest* member waits
+  ``takeover_wait_ms`` (long enough for every node left out to have halted:
+  a timing obligation of ``wolfpack verify``), then computes, with the pure
+  placement policy of :mod:`wolfpack.spec.placement`, new owners for the
   groups whose owner left, and submits them as global updates;
 * when a group on this node must fail over (its resources exhausted their
   restarts), this node submits a placement that excludes itself;
@@ -24,6 +26,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from wolfpack.spec import defaults as d
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, all_of, named, negation
 from wolfpack.spec.expr import And, Exists, ForAll, Implies, Not, Select, Store
 from wolfpack.spec.placement import ClusterView, GroupPlacement, place_all
@@ -73,6 +76,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         return {"updates": placements(r2, {e.group: r2.me})}
 
     # --- guards --------------------------------------------------------------------------
+    def lowest_member(r: Any, e: Any) -> Any:
+        return lowest_member_is_me(r)
+
     def coordinator(r: Any, e: Any) -> Any:
         return ForAll(ks, lambda k: Implies(getattr(e, f"m{k}") == 1, k >= r.me))
 
@@ -128,12 +134,17 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     def stop_here(r: Any, e: Any) -> dict[str, Any]:
         return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, False)}
 
-    submit = Effect("command", "submit_owners", place_orphans, when=coordinator)
+    submit = Effect("command", "submit_owners", place_orphans, when=lowest_member)
+    wait_for_halts = Effect("start_timer", "takeover_elapsed", lambda r, e, r2: {"ms": r.takeover_wait_ms},
+                            when=coordinator)
     halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
     rows = (
         Transition("installed", (OUT, MEMBER), MEMBER, guard=newer_and_included, update=install,
-                   effects=(submit,),
-                   doc="a new membership with this node: the lowest member places the orphaned groups"),
+                   effects=(wait_for_halts,),
+                   doc="a new membership with this node: the lowest member waits until every node left out "
+                       "has halted (takeover_wait), then places the orphaned groups"),
+        Transition("takeover_elapsed", (MEMBER,), None, effects=(submit,),
+                   doc="nodes left out have stopped their groups by now: place the orphaned groups"),
         Transition("installed", (OUT, MEMBER), OUT, guard=newer_and_excluded, update=leave, effects=(halt_all,),
                    doc="a membership without this node: stop every group here"),
         Transition("installed", (OUT, MEMBER), None, guard=stale, doc="an old membership"),
@@ -163,6 +174,7 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     ignored = (
         Ignore("halted", (OUT,), "already out"),
         Ignore("failover_needed", (OUT,), "everything here is stopped"),
+        Ignore("takeover_elapsed", (OUT,), "a late timer"),
     )
     src_epoch = Arg("epoch", 0, None, "membership epoch", hi_max=8)
     group_arg = Arg("group", 0, groups, "group index", hi_max=groups)
@@ -171,6 +183,7 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Event("installed", "the membership machine installed a membership",
               (src_epoch, *(Arg(f"m{k}", 0, 2, f"1 if node {k} is a member", hi_max=2) for k in ks))),
         Event("halted", "the membership machine halted"),
+        Event("takeover_elapsed", "timer: the nodes left out of the membership have halted by now"),
         Event("owner_applied", "a global update set a group's owner", (group_arg, node_arg)),
         Event("failover_needed", "this node's group machine asks for a failover", (group_arg,)),
         Event("paused_applied", "a global update paused or resumed a node",
@@ -180,6 +193,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),
         Field("preferred", int, (NO_NODE,) * (groups * n), "preferred owners per group (-1 = unused slot)",
               lo=NO_NODE, hi=n - 1, param=True, length=groups * n),
+        Field("takeover_wait_ms", int, d.TAKEOVER_WAIT_MS, "wait before taking over the groups of nodes "
+              "left out (they halt within it)", lo=0, param=True),
         Field("epoch", int, 0, "membership epoch last installed", lo=0),
         Field("members", bool, (False,) * n, "installed membership", length=n),
         Field("paused", bool, (False,) * n, "paused nodes (replicated)", length=n),

@@ -129,6 +129,7 @@ def make_membership_spec(n: int) -> Spec:
                                                           **fields_of("alive", my_row(r2))})
 
     COLLECT = (status_effect(), Effect("start_timer", "collect_elapsed", lambda r, e, r2: {"ms": r.stage_ms}))
+    REGROUP = (Effect("report", "regroup_started"), *COLLECT)  # leaving Stable: updates wait
 
     # --- guards ---------------------------------------------------------------
     def newer_round(r: Any, e: Any) -> Any:
@@ -221,7 +222,7 @@ def make_membership_spec(n: int) -> Spec:
         Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.round + 1), effects=COLLECT,
                    doc="start (form or join): a regroup round past every round this node has seen"),
         Transition("suspect", (STABLE,), COLLECTING, guard=suspect_is_member,
-                   update=lambda r, e: suspecting(r, e.node), effects=COLLECT,
+                   update=lambda r, e: suspecting(r, e.node), effects=REGROUP,
                    doc="a member missed its heartbeats on every network: regroup"),
         Transition("suspect", (STABLE,), None, guard=suspect_is_outsider,
                    update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
@@ -233,7 +234,7 @@ def make_membership_spec(n: int) -> Spec:
         # statuses
         Transition("status", (STABLE,), COLLECTING, guard=beyond_epoch,
                    update=lambda r, e: {**join_round(r, e), "attempts": 1},
-                   effects=COLLECT, doc="another node started a round (a join or a regroup): take part"),
+                   effects=REGROUP, doc="another node started a round (a join or a regroup): take part"),
         Transition("status", (STABLE,), None, guard=not_beyond_epoch, doc="an old round"),
         Transition("status", IN_ROUND, COLLECTING, guard=newer_round, update=join_round,
                    effects=(cancel_wait, *COLLECT), doc="a newer round supersedes ours"),
@@ -311,7 +312,7 @@ def make_membership_spec(n: int) -> Spec:
                                         "suspects": (False,) * n},
                    effects=(Effect("send", "exit", lambda r, e, r2: {"to": -1}), halt),
                    doc="planned stop (ClusterExit): tell the others, stop everything"),
-        Transition("exit", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.src), effects=COLLECT,
+        Transition("exit", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.src), effects=REGROUP,
                    doc="a member left on purpose: install the membership without it at once"),
         Transition("exit", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.src, True)},
                    doc="leave it out of this round"),

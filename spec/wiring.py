@@ -36,7 +36,24 @@ WIRES: tuple[Wire, ...] = (
     Wire("membership", "installed", "failover", "installed",
          {"epoch": "epoch", **{f"m{k}": f"m{k}" for k in range(MAX_NODES)}}),
     Wire("membership", "halted", "failover", "halted"),
+    Wire("membership", "regroup_started", "gum", "regroup_started"),
+    Wire("membership", "installed", "gum", "membership_changed", {f"alive{k}": f"m{k}" for k in range(MAX_NODES)}),
+    Wire("membership", "halted", "gum", "halt"),
 )
+
+#: A resource machine's reports, as events of its group machine (argument ``i``: the resource's index).
+RESOURCE_TO_GROUP: Mapping[str, str] = {
+    "online": "resource_online",
+    "offline": "resource_offline",
+    "failed": "resource_failed",
+    "restarting": "resource_restarting",
+    "group_failover_requested": "failover_requested",
+}
+
+#: A group machine's reports, as events of the node's failover manager (argument ``group``).
+GROUP_TO_FAILOVER: Mapping[str, str] = {
+    "failover_needed": "failover_needed",
+}
 
 
 Routed = list[tuple[str, str, dict[str, Any]]]

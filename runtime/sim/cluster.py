@@ -51,6 +51,11 @@ class Message:
     machine: str
     name: str
     args: Mapping[str, Any]
+    payload: Any = None  # data that rides beside the machine's fields (e.g. a global update's content)
+
+
+SendHook = Callable[["SimNode", Message], Message]
+ReceiveHook = Callable[["SimNode", int, Message], None]
 
 
 @dataclass
@@ -61,6 +66,8 @@ class SimNode:
     timers: dict[tuple[str, str], Handle] = field(default_factory=dict)
     commands: list[tuple[int, str, Emitted]] = field(default_factory=list)
     up: bool = True
+    send_hook: SendHook | None = None
+    receive_hook: ReceiveHook | None = None
 
     def feed(self, machine: str, trigger: str, **args: Any) -> None:
         """Give one event to one machine and carry out what it asks."""
@@ -85,8 +92,11 @@ class SimNode:
         if effect.kind == "send":
             to = args.pop("to")
             targets = [n for n in self.cluster.node_ids if n != self.node_id] if to == -1 else [to]
+            message = Message(machine, effect.name, args)
+            if self.send_hook is not None:
+                message = self.send_hook(self, message)
             for dst in targets:
-                self.cluster.network.send(self.node_id, dst, Message(machine, effect.name, args))
+                self.cluster.network.send(self.node_id, dst, message)
         elif effect.kind == "start_timer":
             key = (machine, effect.name)
             if key in self.timers:
@@ -109,6 +119,10 @@ class SimNode:
         self.feed(key[0], key[1])
 
     def receive(self, src: int, message: Message) -> None:
+        if not self.up:
+            return
+        if self.receive_hook is not None:
+            self.receive_hook(self, src, message)
         self.feed(message.machine, message.name, src=src, **message.args)
 
     def crash(self) -> None:
@@ -135,6 +149,7 @@ class SimCluster:
         self.clock = VirtualClock()
         self.rng = random.Random(seed)
         self.trace: list[dict[str, Any]] = []
+        self.step_hooks: list[Callable[[SimNode, str, dict[str, Any]], None]] = []
         self.network = SimNetwork(self.clock, self.rng, self._deliver, policy, trace=self._net_trace)
         self.wiring = wiring
         self.on_command = on_command or (lambda node, machine, effect: None)
@@ -148,7 +163,10 @@ class SimCluster:
         self.trace.append(record)
 
     def log(self, node: SimNode, machine: str, record: dict[str, Any]) -> None:
-        self.trace.append({"t": self.clock.now, "node": node.node_id, "machine": machine, **record})
+        entry = {"t": self.clock.now, "node": node.node_id, "machine": machine, **record}
+        self.trace.append(entry)
+        for hook in self.step_hooks:
+            hook(node, machine, entry)
 
     def run_for(self, ms: int) -> None:
         self.clock.run_for(ms, max_actions=1_000_000)

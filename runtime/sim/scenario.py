@@ -1,0 +1,221 @@
+"""Cluster stories as readable scripts, run in the simulated world.
+
+A scenario file (``tests/scenarios/cluster/*.sim``)::
+
+    # comments start with '#'
+    nodes 3
+    seed 1
+    group web: ip app; app needs ip; preferred 0 1 2
+
+    at 0     boot all
+    at 3000  expect web online on 0
+    at 3000  crash 0
+    within 2000  expect web online on 1
+    at 9000  expect halted 2
+
+Commands (times in simulated milliseconds, absolute after ``at``, relative
+to the previous line after ``within``, where the expectation must become true
+by then): ``boot all|N``, ``crash N``, ``partition A,B|C,D``, ``heal``,
+``expect GROUP online on N``, ``expect GROUP offline``, ``expect halted N``,
+``expect members N,M,...``.  After every 10 ms of simulated time the
+cluster-wide invariants are checked (a group runs on at most one node, only
+inside the cluster); a violation fails the scenario at once.
+
+Errors name the file, the line and what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wolfpack.errors import WolfpackError
+from wolfpack.runtime.sim.world import GroupConfig, World
+
+CHECK_EVERY_MS = 10
+
+
+class ScenarioError(WolfpackError):
+    """A scenario file is malformed, or its expectation failed."""
+
+
+@dataclass
+class Step:
+    line: int
+    at: int | None  # absolute time, or None for "within"
+    within: int | None
+    command: str
+
+
+@dataclass
+class Scenario:
+    path: str
+    nodes: int = 3
+    seed: int = 0
+    groups: list[GroupConfig] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+
+
+_GROUP = re.compile(r"^group\s+(\w+)\s*:\s*(.*)$")
+_AT = re.compile(r"^(at|within)\s+(\d+)\s+(.*)$")
+
+
+def parse(path: Path) -> Scenario:
+    sc = Scenario(str(path))
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}:{number}"
+        if m := _GROUP.match(line):
+            sc.groups.append(_group(m.group(1), m.group(2), where))
+        elif m := _AT.match(line):
+            value = int(m.group(2))
+            at, within = (value, None) if m.group(1) == "at" else (None, value)
+            sc.steps.append(Step(number, at, within, m.group(3).strip()))
+        elif line.startswith("nodes "):
+            sc.nodes = _int(line.split()[1], where)
+        elif line.startswith("seed "):
+            sc.seed = _int(line.split()[1], where)
+        else:
+            raise ScenarioError(f"{where}: cannot read {line!r}; expected 'nodes N', 'seed N', "
+                                "'group NAME: ...', 'at MS COMMAND' or 'within MS COMMAND'")
+    if not sc.groups:
+        raise ScenarioError(f"{path}: no 'group NAME: resources...' line")
+    return sc
+
+
+def _int(text: str, where: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ScenarioError(f"{where}: {text!r} is not a whole number") from None
+
+
+def _group(name: str, body: str, where: str) -> GroupConfig:
+    parts = [p.strip() for p in body.split(";") if p.strip()]
+    if not parts:
+        raise ScenarioError(f"{where}: group {name} lists no resources")
+    resources = parts[0].split()
+    depends: dict[str, list[str]] = {}
+    preferred: list[int] = []
+    for part in parts[1:]:
+        words = part.split()
+        if len(words) >= 3 and words[1] == "needs":
+            depends.setdefault(words[0], []).extend(words[2:])
+        elif words and words[0] == "preferred":
+            preferred = [_int(w, where) for w in words[1:]]
+        else:
+            raise ScenarioError(f"{where}: cannot read {part!r}; use 'X needs Y' or 'preferred N M ...'")
+    return GroupConfig(name, resources, depends, preferred)
+
+
+class Runner:
+    def __init__(self, scenario: Scenario) -> None:
+        self.sc = scenario
+        self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed)
+        self.timeline: list[str] = []
+        self._index = {g.name: i for i, g in enumerate(scenario.groups)}
+
+    def run(self) -> list[str]:
+        for step in self.sc.steps:
+            where = f"{self.sc.path}:{step.line}"
+            if step.at is not None:
+                if step.at < self.now:
+                    raise ScenarioError(f"{where}: time {step.at} is before the current time {self.now}")
+                self._advance(step.at - self.now, where)
+                self._do(step.command, where)
+            else:
+                assert step.within is not None
+                deadline = self.now + step.within
+                while not self._holds(step.command, where):
+                    if self.now >= deadline:
+                        raise ScenarioError(f"{where}: '{step.command}' did not hold within {step.within} ms "
+                                            f"(now {self.now} ms): {self._state()}")
+                    self._advance(CHECK_EVERY_MS, where)
+                self._note(f"ok: {step.command} (after {self.now - (deadline - step.within)} ms)")
+        return self.timeline
+
+    @property
+    def now(self) -> int:
+        return self.world.cluster.clock.now
+
+    def _advance(self, ms: int, where: str) -> None:
+        end = self.now + ms
+        while self.now < end:
+            self.world.cluster.run_for(min(CHECK_EVERY_MS, end - self.now))
+            problems = self.world.violations()
+            if problems:
+                raise ScenarioError(f"{where}: invariant violated at {self.now} ms: {'; '.join(problems)}")
+
+    def _note(self, text: str) -> None:
+        self.timeline.append(f"{self.now:>7} ms  {text}")
+
+    def _do(self, command: str, where: str) -> None:
+        words = command.split()
+        verb = words[0] if words else ""
+        if verb == "boot":
+            targets = range(self.sc.nodes) if words[1:] == ["all"] else [self._node(words[1], where)]
+            for n in targets:
+                self.world.boot(n)
+        elif verb == "crash":
+            self.world.cluster.nodes[self._node(words[1], where)].crash()
+        elif verb == "partition":
+            sides = [{self._node(x, where) for x in side.split(",")} for side in " ".join(words[1:]).split("|")]
+            self.world.cluster.network.partition(*sides)
+        elif verb == "heal":
+            self.world.cluster.network.heal()
+        elif verb == "expect":
+            if not self._holds(command, where):
+                raise ScenarioError(f"{where}: expected '{command}' at {self.now} ms: {self._state()}")
+        else:
+            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, partition, heal, expect")
+        self._note(command + ("" if verb == "expect" else f"   -> {self._state()}"))
+
+    def _holds(self, command: str, where: str) -> bool:
+        words = command.split()
+        if words[:1] != ["expect"] or len(words) < 2:
+            raise ScenarioError(f"{where}: 'within' needs an expectation, got {command!r}")
+        if words[1] == "halted":
+            return bool(self.world.cluster.nodes[self._node(words[2], where)].machines["membership"].state
+                        == "Halted")
+        if words[1] == "members":
+            want = {self._node(x, where) for x in words[2].split(",")}
+            return all(self._members(n) == want for n in want)
+        gi = self._group(words[1], where)
+        if words[2:4] == ["online", "on"]:
+            return self.world.online_on(gi) == [self._node(words[4], where)]
+        if words[2:] == ["offline"]:
+            return not self.world.running_on(gi)
+        raise ScenarioError(f"{where}: cannot read expectation {command!r}")
+
+    def _members(self, n: int) -> set[int]:
+        rec = self.world.cluster.nodes[n].machines["membership"].record
+        return {k for k, m in enumerate(rec.members) if m}
+
+    def _node(self, text: str, where: str) -> int:
+        n = _int(text, where)
+        if not 0 <= n < self.sc.nodes:
+            raise ScenarioError(f"{where}: node {n} does not exist (nodes are 0..{self.sc.nodes - 1})")
+        return n
+
+    def _group(self, name: str, where: str) -> int:
+        if name not in self._index:
+            raise ScenarioError(f"{where}: unknown group {name!r}; groups: {', '.join(self._index)}")
+        return self._index[name]
+
+    def _state(self) -> str:
+        parts = []
+        for i, node in self.world.cluster.nodes.items():
+            if not node.up:
+                parts.append(f"n{i}:down")
+                continue
+            mem = node.machines["membership"]
+            owned = [g.name for gi, g in enumerate(self.sc.groups) if i in self.world.online_on(gi)]
+            parts.append(f"n{i}:{mem.state}/e{mem.record.epoch}" + (f"[{','.join(owned)}]" if owned else ""))
+        return " ".join(parts)
+
+
+def run_file(path: Path) -> list[str]:
+    return Runner(parse(path)).run()

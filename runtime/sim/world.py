@@ -1,0 +1,234 @@
+"""A whole simulated cluster: every protocol machine of every node, groups of
+resources with a simulated resource driver, and the cluster-wide invariants.
+
+Per node the world runs the heartbeat, membership, global update (GUM) and
+failover machines, one group machine per group and one resource machine per
+resource, all built from ``spec/`` and wired by ``spec/wiring.py``.  It only
+carries out effects:
+
+* GUM payloads (lists of owner changes) travel beside ``lock_request`` and
+  ``apply_update`` messages and are applied on ``command apply``;
+* the failover manager's ``submit_owners`` are queued and submitted one at a
+  time; ``group_online`` / ``group_offline`` / ``halt_groups`` drive the
+  local group machines, whose ``online_resources`` / ``offline_resources``
+  drive the resource machines;
+* a resource's ``call Online`` / ``call Offline`` is answered by the
+  simulated driver after ``op_ms`` (``call Terminate`` is immediate).
+
+:meth:`World.violations` checks what must hold at every instant: a group is
+online (any resource not offline) on at most one live node, and only on a
+node of an installed membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wolfpack.machines import LiveMachine
+from wolfpack.runtime.sim.cluster import Message, SimCluster, SimNode
+from wolfpack.runtime.sim.network import LinkPolicy
+from wolfpack.spec import dependencies
+from wolfpack.spec.core import Emitted
+from wolfpack.spec.failover import make_failover_spec
+from wolfpack.spec.group import make_group_spec
+from wolfpack.spec.gum import make_gum_spec
+from wolfpack.spec.heartbeat import make_heartbeat_spec
+from wolfpack.spec.membership import make_membership_spec
+from wolfpack.spec.resource import SPEC as RESOURCE_SPEC
+from wolfpack.spec.wiring import GROUP_TO_FAILOVER, RESOURCE_TO_GROUP, route
+
+Update = list[dict[str, int]]
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    name: str
+    resources: Sequence[str]
+    depends_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    preferred: Sequence[int] = ()
+
+
+@dataclass
+class NodeExtras:
+    """Per-node runtime state that is not a machine's: GUM payloads, the submit queue."""
+
+    pending: Update | None = None  # the update this node's GUM is submitting
+    store: dict[int, Update] = field(default_factory=dict)  # payload by sequence number
+    incoming: dict[int, Update] = field(default_factory=dict)  # lock requests' payloads, by sender
+    queue: list[Update] = field(default_factory=list)
+
+
+def group_machine_name(g: int) -> str:
+    return f"group{g}"
+
+
+def resource_machine_name(g: int, i: int) -> str:
+    return f"res{g}.{i}"
+
+
+class World:
+    def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
+                 policy: LinkPolicy | None = None, restart_threshold: int = 3) -> None:
+        self.n = nodes
+        self.groups = list(groups)
+        self.op_ms = op_ms
+        self.extras = {i: NodeExtras() for i in range(nodes)}
+        self._restart_threshold = restart_threshold
+        self.cluster = SimCluster(self._machines_for, nodes, seed=seed, wiring=self._wiring,
+                                  policy=policy or LinkPolicy(min_delay_ms=1, max_delay_ms=3),
+                                  on_command=self._command)
+        self.cluster.step_hooks.append(self._after_step)
+        for node in self.cluster.nodes.values():
+            node.send_hook = self._attach_payload
+            node.receive_hook = self._take_payload
+
+    # -- building the nodes --------------------------------------------------------
+    def _machines_for(self, me: int) -> dict[str, LiveMachine]:
+        n, gs = self.n, len(self.groups)
+        preferred = []
+        for g in self.groups:
+            row = list(g.preferred)[:n]
+            preferred += row + [-1] * (n - len(row))
+        machines = {
+            "heartbeat": LiveMachine(make_heartbeat_spec(n), me=me),
+            "membership": LiveMachine(make_membership_spec(n), me=me),
+            "gum": LiveMachine(make_gum_spec(n), me=me),
+            "failover": LiveMachine(make_failover_spec(n, gs), me=me, preferred=tuple(preferred)),
+        }
+        for gi, g in enumerate(self.groups):
+            machines[group_machine_name(gi)] = LiveMachine(
+                make_group_spec(len(g.resources)), dep=dependencies.matrix(g.resources, g.depends_on), nodes=n,
+                failover_threshold=max(n - 1, 0))
+            for ri in range(len(g.resources)):
+                machines[resource_machine_name(gi, ri)] = LiveMachine(
+                    RESOURCE_SPEC, restart_threshold=self._restart_threshold)
+        return machines
+
+    def boot(self, node: int) -> None:
+        sim = self.cluster.nodes[node]
+        sim.feed("heartbeat", "start")
+        sim.feed("membership", "boot")
+
+    def boot_all(self) -> None:
+        for i in range(self.n):
+            self.boot(i)
+
+    # -- GUM payloads ride beside their messages ---------------------------------------
+    def _attach_payload(self, node: SimNode, message: Message) -> Message:
+        extra = self.extras[node.node_id]
+        if message.machine == "gum" and message.name == "lock_request":
+            return Message(message.machine, message.name, message.args, payload=extra.pending)
+        if message.machine == "gum" and message.name == "apply_update":
+            return Message(message.machine, message.name, message.args,
+                           payload=extra.store.get(int(message.args["seq"])))
+        return message
+
+    def _take_payload(self, node: SimNode, src: int, message: Message) -> None:
+        extra = self.extras[node.node_id]
+        if message.machine == "gum" and message.name == "lock_request":
+            extra.incoming[src] = message.payload or []
+        elif message.machine == "gum" and message.name == "apply_update" and message.payload is not None:
+            extra.store.setdefault(int(message.args["seq"]), message.payload)
+        elif message.machine == "gum" and message.name == "lock_granted" and extra.pending is not None:
+            extra.store.setdefault(int(message.args["seq"]), extra.pending)
+
+    # -- effects that are not messages or timers -----------------------------------------
+    def _wiring(self, node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
+        out = route(machine, report.name, report.args, set(node.machines))
+        if machine.startswith("res") and report.name in RESOURCE_TO_GROUP:
+            gi, ri = (int(x) for x in machine[3:].split("."))
+            event = RESOURCE_TO_GROUP[report.name]
+            takes_index = any(a.name == "i" for a in node.machines[group_machine_name(gi)].spec.event(event).args)
+            args = {"i": ri} if takes_index else {}
+            out.append((group_machine_name(gi), event, args))
+        if machine.startswith("group") and report.name in GROUP_TO_FAILOVER:
+            out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
+        if machine == "gum" and report.name in ("committed", "aborted", "refused"):
+            self.extras[node.node_id].pending = None
+        return out
+
+    def _after_step(self, node: SimNode, machine: str, entry: dict[str, Any]) -> None:
+        """When GUM is idle again, submit the next queued update (after the current step)."""
+        extra = self.extras[node.node_id]
+        if machine == "gum" and entry.get("dest") == "Idle" and extra.pending is None and extra.queue:
+            self.cluster.clock.call_later(0, lambda: self._next_submit(node), f"submit {node.node_id}")
+
+    def _command(self, node: SimNode, machine: str, effect: Emitted) -> None:
+        me, extra, args = node.node_id, self.extras[node.node_id], effect.args
+        if machine == "failover" and effect.name == "submit_owners":
+            extra.queue.append(list(args["updates"]))
+            self._next_submit(node)
+        elif machine == "failover" and effect.name == "group_online":
+            node.feed(group_machine_name(int(args["group"])), "online", node=me)
+        elif machine == "failover" and effect.name == "group_offline":
+            node.feed(group_machine_name(int(args["group"])), "offline")
+        elif machine == "failover" and effect.name == "halt_groups":
+            self._halt_groups(node)
+        elif machine == "gum" and effect.name == "apply":
+            seq = int(args["seq"])
+            if seq not in extra.store:  # the locker applies a lock request's payload first
+                holder = node.machines["gum"].record.lock_holder
+                extra.store[seq] = extra.incoming.get(holder, extra.pending or [])
+            for change in extra.store[seq]:
+                node.feed("failover", "owner_applied", group=change["group"], node=change["node"])
+        elif machine == "gum" and effect.name == "persist":
+            pass  # the quorum log: kept in ``store`` for the simulation
+        elif machine.startswith("group") and effect.name in ("online_resources", "offline_resources"):
+            gi = int(machine[5:])
+            trigger = "online" if effect.name == "online_resources" else "offline"
+            for ri in args["resources"]:
+                node.feed(resource_machine_name(gi, ri), trigger)
+        elif machine.startswith("res") and effect.kind == "call":
+            self._drive(node, machine, effect.name)
+        elif machine == "node" or effect.kind == "command":
+            pass
+
+    def _next_submit(self, node: SimNode) -> None:
+        extra = self.extras[node.node_id]
+        if extra.pending is not None or not extra.queue or node.machines["gum"].state != "Idle":
+            return  # one update in flight at a time; an idle GUM picks the queue up again
+        extra.pending = extra.queue.pop(0)
+        node.feed("gum", "submit")
+
+    def _halt_groups(self, node: SimNode) -> None:
+        for gi, g in enumerate(self.groups):
+            for ri in range(len(g.resources)):
+                node.feed(resource_machine_name(gi, ri), "terminate")
+            node.feed(group_machine_name(gi), "owner_halted")
+
+    def _drive(self, node: SimNode, machine: str, entry: str) -> None:
+        """The simulated resource driver: Online/Offline succeed after op_ms."""
+        answer = {"Online": "online_succeeded", "Offline": "offline_succeeded"}.get(entry)
+        if answer is None:
+            return
+        self.cluster.clock.call_later(self.op_ms, lambda: node.feed(machine, answer), f"driver {machine}")
+
+    # -- observing ---------------------------------------------------------------------
+    def running_on(self, gi: int) -> list[int]:
+        """Live nodes where some resource of group ``gi`` is not Offline."""
+        out = []
+        for i, node in self.cluster.nodes.items():
+            if not node.up:
+                continue
+            if any(node.machines[resource_machine_name(gi, ri)].state != "Offline"
+                   for ri in range(len(self.groups[gi].resources))):
+                out.append(i)
+        return out
+
+    def online_on(self, gi: int) -> list[int]:
+        return [i for i, node in self.cluster.nodes.items()
+                if node.up and node.machines[group_machine_name(gi)].state == "Online"]
+
+    def violations(self) -> list[str]:
+        problems = []
+        for gi, g in enumerate(self.groups):
+            nodes = self.running_on(gi)
+            if len(nodes) > 1:
+                problems.append(f"group {g.name} runs on nodes {nodes} at once")
+            for i in nodes:
+                if self.cluster.nodes[i].machines["membership"].state not in ("Stable", "Collecting", "Proposing",
+                                                                            "Accepted"):
+                    problems.append(f"group {g.name} runs on node {i}, which is not in the cluster")
+        return problems
