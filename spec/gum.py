@@ -76,7 +76,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
-from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition
+from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
 from wolfpack.spec.expr import And, Count, If, Implies, Not, Or, Select
 
 IDLE = "Idle"
@@ -97,13 +97,6 @@ RESEND_MS = 100
 MIN_NODES, MAX_NODES = 2, 5
 
 Fn = Callable[..., Any]
-
-
-def named(name: str, fn: Fn) -> Fn:
-    """Give a generated guard the name diagrams and proofs show."""
-    fn.__name__ = name
-    fn.__qualname__ = name
-    return fn
 
 
 @cache
