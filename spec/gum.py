@@ -499,9 +499,10 @@ def make_gum_spec(n: int) -> Spec:
                    doc="the locker died before granting: no survivor has the update; the caller may submit again"),
         Transition(MEMBERSHIP, (REQUESTING,), None, guard=named("request_stands", lambda r, e: And(
             calm(r, e), Not(locker_lost(r, e)))), update=installed, doc="install the membership"),
-        Transition(MEMBERSHIP, AT_REST, IDLE, guard=named("install", calm), update=installed,
+        Transition(MEMBERSHIP, AT_REST, IDLE, guard=named("install", lambda r, e: calm(r, e)), update=installed,
                    doc="install the membership: updates may flow again"),
-        Transition(MEMBERSHIP, (AWAITING,), None, guard=named("still_awaiting", calm), update=installed,
+        Transition(MEMBERSHIP, (AWAITING,), None, guard=named("still_awaiting", lambda r, e: calm(r, e)),
+                   update=installed,
                    doc="install the membership; wait for the (new) locker's replay"),
         Transition("regroup_started", (IDLE,), BLOCKED, update=lambda r, e: {"blocked": True},
                    doc="a regroup is in progress: no new update until the membership is installed"),

@@ -41,6 +41,13 @@ from wolfpack.spec.wiring import GROUP_TO_FAILOVER, RESOURCE_TO_GROUP, route
 
 Update = list[dict[str, int]]
 
+#: the fields of each machine that a node keeps on its local disk across a restart
+DURABLE: Mapping[str, tuple[str, ...]] = {
+    "membership": ("epoch", "round", "acked"),
+    "gum": ("last_seq",),
+    "failover": ("owner",),
+}
+
 
 @dataclass(frozen=True)
 class GroupConfig:
@@ -110,6 +117,22 @@ class World:
         sim = self.cluster.nodes[node]
         sim.feed("heartbeat", "start")
         sim.feed("membership", "boot")
+
+    def restart(self, node: int) -> None:
+        """A crashed node comes back with fresh machines (it remembers nothing) and boots."""
+        sim = self.cluster.nodes[node]
+        old = sim.machines
+        sim.machines = self._machines_for(node)
+        # what a node keeps on disk across a restart: the epochs and rounds it took part in (so it never
+        # accepts a second proposal for a round) and the cluster database (applied updates, owners)
+        for name, fields in DURABLE.items():
+            kept = {f: getattr(old[name].record, f) for f in fields}
+            sim.machines[name].record = sim.machines[name].record.replace(**kept)
+        store = self.extras[node].store
+        self.extras[node] = NodeExtras(store=store)
+        sim.up = True
+        self.cluster.network.restart(node)
+        self.boot(node)
 
     def boot_all(self) -> None:
         for i in range(self.n):
