@@ -25,3 +25,23 @@ class ConfigError(WolfpackError):
 
 class DependencyError(ConfigError):
     """A resource dependency graph is invalid (cycle, unknown or cross-group)."""
+
+
+class ProtocolError(WolfpackError):
+    """A message from the network is malformed, oversized, of an unknown kind or version."""
+
+
+class AuthenticationError(ProtocolError):
+    """A peer or a frame failed authentication (wrong cluster key, bad MAC, replayed sequence number)."""
+
+
+class DatabaseError(WolfpackError):
+    """The cluster database or the quorum log is unreadable, corrupt or stale."""
+
+
+class ResourceTypeError(WolfpackError):
+    """A resource type is unknown, or a resource's properties do not fit its type's schema."""
+
+
+class MonitorError(WolfpackError):
+    """A resource monitor process failed, or broke the monitor protocol."""

@@ -1,3 +1,4 @@
-"""The thin shell that runs the machines on lab nodes (daemon, transport,
-heartbeats, monitors).  Empty until the runtime issue lands: nothing here yet
-touches sockets, disks or processes."""
+"""The thin shell that runs the machines: the deterministic simulator
+(``runtime.sim``) and, on lab nodes, heartbeats, transport, the database and
+resource monitors.  Only this package and ``hw`` touch sockets, disks and
+processes."""

@@ -1,0 +1,1 @@
+"""The replicated configuration database (the hive, in SQLite) and the quorum log."""

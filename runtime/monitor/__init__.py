@@ -1,0 +1,1 @@
+"""Resource monitors: separate processes that call resource types' entry points."""

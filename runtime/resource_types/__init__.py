@@ -1,0 +1,1 @@
+"""Resource types, found through the entry-point group ``wolfpack.resource_types``."""

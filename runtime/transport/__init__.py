@@ -1,0 +1,1 @@
+"""Node-to-node transport: authenticated, length-prefixed, versioned TCP frames."""
