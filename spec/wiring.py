@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: the largest cluster the wiring's per-node arguments are spelled out for
-MAX_NODES = 16
+MAX_NODES = 64
 
 
 @dataclass(frozen=True)

@@ -442,7 +442,23 @@ def test_an_excluded_node_halts() -> None:
         p.nodes[2].step("submit")
 
 
-@pytest.mark.parametrize("n", [1, 6])
-def test_cluster_sizes_outside_two_to_five_are_refused(n: int) -> None:
-    with pytest.raises(ValueError, match="2 to 5 nodes"):
+@pytest.mark.parametrize("n", [1, 65])
+def test_cluster_sizes_outside_two_to_sixty_four_are_refused(n: int) -> None:
+    with pytest.raises(ValueError, match="2 to 64 nodes"):
         make_gum_spec(n)
+
+
+def test_the_concrete_delivery_order_is_the_symbolic_one() -> None:
+    """``first_after_in_order`` has an O(n) path for concrete values; it must walk the same order as the
+    expression the proofs use (evaluated here on 0/1 ints, which take the expression path)."""
+    import itertools
+
+    from wolfpack.spec.gum import first_after_in_order
+
+    for n in range(2, 6):
+        for bits in itertools.product((0, 1), repeat=n):
+            for a in range(-1, n):
+                for c in range(n):
+                    fast = first_after_in_order(n, [b == 1 for b in bits], a, c)
+                    slow = first_after_in_order(n, list(bits), a, c)
+                    assert fast == slow, (n, bits, a, c)
