@@ -14,11 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from wolfpack.errors import MonitorError, ResourceTypeError
 from wolfpack.runtime.monitor.client import MonitorClient, monitor_name
@@ -56,14 +57,6 @@ async def expect(client: MonitorClient, op: str, resource: str | None = None, ti
             return message
         if seen is not None:
             seen.append(message)
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def app_pid(run_dir: Path, resource: str) -> int:

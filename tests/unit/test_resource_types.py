@@ -11,11 +11,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from wolfpack.errors import ResourceTypeError
 from wolfpack.runtime.resource_types import health, ocf, process_groups
@@ -33,14 +33,6 @@ from wolfpack.runtime.resource_types.generic_script import GenericScript
 
 DUMMY = Path("/usr/lib/ocf/resource.d/heartbeat/Dummy")
 NEEDS_DUMMY = "the OCF Dummy agent is missing: apt-get install resource-agents (the test setup installs it)"
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def context(tmp_path: Path, name: str = "r1") -> ResourceContext:
