@@ -51,6 +51,11 @@ def command(ctx: click.Context, machines: tuple[str, ...], config_path: Path | N
     models = select(machines)
     started = time.perf_counter()
     results = check_models(models)
+    if not machines or "gum_cluster" in machines:
+        from wolfpack.proofs.gum_model import check_gum, gum_model
+
+        results += check_gum()
+        models = [*models, gum_model()]
     if not machines or "quorum" in machines:
         from wolfpack.proofs.arbitration_model import quorum_results
 

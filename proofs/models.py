@@ -158,14 +158,15 @@ def registry() -> dict[str, tuple[Model, ...]]:
     }
 
 
-MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "gum", "failover", "reservation",
-            "arbitration", "quorum_disk", "quorum", "timing")
-#: names that are checked outside the model registry
-NOT_MODELS = ("quorum", "timing")
+MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "gum", "gum_cluster", "failover",
+            "reservation", "arbitration", "quorum_disk", "quorum", "timing")
+#: names that are checked outside the model registry (by their own checkers)
+NOT_MODELS = ("gum_cluster", "quorum", "timing")
 
 
 def select(names: tuple[str, ...]) -> list[Model]:
-    """The models for the given machine names (all when empty); ``quorum`` and ``timing`` have none."""
+    """The registry's models for the given machine names (all when empty); ``gum_cluster``, ``quorum`` and
+    ``timing`` are checked by their own checkers (see ``wolfpack verify``)."""
     unknown = [n for n in names if n not in MACHINES]
     if unknown:
         raise WolfpackError(f"unknown machine(s) {', '.join(unknown)}: choose from {', '.join(MACHINES)}")

@@ -52,6 +52,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("renew_period_ms", d.RENEW_PERIOD_MS, "quorum disk re-reservation period (defender)", lo=1),
     Variable("challenge_wait_ms", d.CHALLENGE_WAIT_MS, "challenger's wait after a bus reset", lo=1),
     Variable("reserve_timeout_ms", d.RESERVE_TIMEOUT_MS, "longest wait for the answer to a RESERVE", lo=1),
+    Variable("disk_regroup_window_ms", d.DISK_REGROUP_WINDOW_MS, "disk quorum: how long regroup rounds may go on "
+             "before a node halts", lo=1),
+    Variable("disk_takeover_wait_ms", d.DISK_TAKEOVER_WAIT_MS, "disk quorum: survivors' wait before taking over "
+             "the groups of nodes left out"),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -108,6 +112,18 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                 ("reserve_timeout_ms",)), "<", "challenge_wait_ms",
                "the quorum owner renews its reservation, command and answer included, before a challenger's "
                "wait ends (disk quorum)"),
+    Obligation("disk_rounds_outlast_arbitration",
+               (("regroup_stage_ms",), ("challenge_wait_ms",), ("reserve_timeout_ms",), ("reserve_timeout_ms",),
+                ("reserve_timeout_ms",), ("jitter_ms",)), "<", "disk_regroup_window_ms",
+               "a coordinator that challenges for the quorum disk is still in its regroup rounds when the "
+               "challenge ends (reset sent, wait, reserve answered), so a won challenge installs a membership"),
+    Obligation("disk_cut_off_halts_before_takeover",
+               (("regroup_stage_ms",), ("regroup_stage_ms",), ("regroup_stage_ms",), ("challenge_wait_ms",),
+                ("reserve_timeout_ms",), ("reserve_timeout_ms",), ("reserve_timeout_ms",), ("jitter_ms",)), "<",
+               "disk_takeover_wait_ms",
+               "a node cut off from the disk owner (detected no later than the survivors detect it) fails a round, "
+               "loses its challenge and halts, and its round's empty proposal halts the rest of its side, before "
+               "the survivors bring its groups online (disk quorum)"),
 )
 
 

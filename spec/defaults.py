@@ -133,6 +133,19 @@ CHALLENGE_WAIT_MS = 10 * SECOND
 #: lost.  Wolfpack default, so that renew + jitter + 3 x this < challenge wait.
 RESERVE_TIMEOUT_MS = 1 * SECOND
 
+#: Under disk quorum, how long regroup rounds may go on without installing a
+#: membership before the node halts: long enough for a challenge (reset, wait,
+#: reserve) to end (timing obligation disk_rounds_outlast_arbitration).
+#: Wolfpack default.
+DISK_REGROUP_WINDOW_MS = 15 * SECOND
+
+#: Under disk quorum, the survivors' wait before they take over the groups of
+#: nodes left out: a node cut off from the disk owner halts only when it loses
+#: its challenge, after the challenge wait (timing obligation
+#: disk_cut_off_halts_before_takeover).  Wolfpack default; SCSI-3 storage
+#: fencing (the hw layer) is what makes a shorter wait safe.
+DISK_TAKEOVER_WAIT_MS = 14 * SECOND
+
 #: How long the survivors of a regroup wait before they bring the groups of the
 #: nodes left out online: those nodes halt within their own regroup rounds
 #: (timing obligation minority_halts_before_takeover).  Wolfpack default,

@@ -300,7 +300,17 @@ def make_membership_spec(n: int) -> Spec:
         # quorum disk and administration
         Transition("disk_won", RUNNING, None, update=lambda r, e: {"holds_disk": True},
                    doc="the arbitration machine owns the quorum disk"),
-        Transition("disk_lost", (*IN_ROUND, DOWN, HALTED), None, update=lambda r, e: {"holds_disk": False},
+        Transition("disk_lost", IN_ROUND, HALTED, guard=named("lost_the_challenge", lambda r, e: r.kind == DISK),
+                   update=lambda r, e: {"holds_disk": False, **halt_update},
+                   effects=(cancel_collect, cancel_wait,
+                            Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r.round,
+                                                                        **fields_of("m", (False,) * n)}),
+                            halt),
+                   doc="disk quorum and the challenge is lost (another partition holds the disk) or the disk "
+                       "failed: halt, and propose the empty set to this round so that nobody here waits on"),
+        Transition("disk_lost", IN_ROUND, None, guard=named("disk_unused", lambda r, e: r.kind != DISK),
+                   update=lambda r, e: {"holds_disk": False}, doc="Majority Node Set does not use the disk"),
+        Transition("disk_lost", (DOWN, HALTED), None, update=lambda r, e: {"holds_disk": False},
                    doc="the quorum disk is gone"),
         Transition("disk_lost", (STABLE,), HALTED, guard=named("disk_quorum", lambda r, e: r.kind == DISK),
                    update=lambda r, e: {"holds_disk": False, **halt_update}, effects=(halt,),

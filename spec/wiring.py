@@ -29,6 +29,7 @@ WIRES: tuple[Wire, ...] = (
     Wire("heartbeat", "suspect", "membership", "suspect", {"node": "node"}),
     Wire("heartbeat", "peer_back", "membership", "peer_back", {"node": "node"}),
     Wire("membership", "halted", "heartbeat", "stop"),
+    Wire("membership", "halted", "arbitration", "release"),
     Wire("membership", "arbitrate", "arbitration", "arbitrate"),
     Wire("arbitration", "won", "membership", "disk_won"),
     Wire("arbitration", "lost_quorum", "membership", "disk_lost"),

@@ -109,7 +109,9 @@ class SimNetwork:
             self.clock.call_later(delay, lambda: self._arrive(src, dst, payload), f"msg {src}->{dst}")
 
     def _arrive(self, src: int, dst: int, payload: Any) -> None:
-        if not self.connected(src, dst):  # the link failed while the message was in flight
+        # a message already on the wire arrives even if its sender has crashed since; it is lost if the
+        # receiver is down or the link between them was cut while it was in flight
+        if dst in self._down or (src, dst) in self._cut:
             self._drop(src, dst, payload, "cut in flight")
             return
         self.stats.delivered += 1

@@ -5,6 +5,7 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
     # comments start with '#'
     nodes 3
     seed 1
+    quorum mns          # or: quorum disk (a shared quorum disk, challenge/defense)
     group web: ip app; app needs ip; preferred 0 1 2
 
     at 0     boot all
@@ -16,8 +17,16 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
 Commands (times in simulated milliseconds, absolute after ``at``, relative
 to the previous line after ``within``, where the expectation must become true
 by then): ``boot all|N``, ``crash N``, ``partition A,B|C,D``, ``heal``,
-``expect GROUP online on N``, ``expect GROUP offline``, ``expect halted N``,
-``expect members N,M,...``.  After every 10 ms of simulated time the
+``update N KEY=VALUE`` (node N submits a global update), ``crash N after
+MACHINE EFFECT`` (node N dies right after the next step in which its
+MACHINE emits EFFECT, e.g. ``crash 1 after gum apply_update``: the sender
+dies with its first delivery on the wire), ``stall disk MS`` / ``resume
+disk`` (every command to the quorum disk takes MS longer, until resumed), ``expect GROUP online on N``, ``expect
+GROUP offline``, ``expect halted N``, ``expect members N,M,...``, ``expect
+disk owner N`` (the node holding the quorum disk's reservation, ``-1``:
+nobody), ``expect config KEY=VALUE on N,M,...`` (``KEY=``: unset),
+``expect updates agree`` (the applied global updates of all nodes are prefixes of one sequence that
+holds every committed update).  After every 10 ms of simulated time the
 cluster-wide invariants are checked (a group runs on at most one node, only
 inside the cluster); a violation fails the scenario at once.
 
@@ -31,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wolfpack.errors import WolfpackError
-from wolfpack.runtime.sim.world import GroupConfig, World
+from wolfpack.runtime.sim.world import QUORUMS, GroupConfig, World
 
 CHECK_EVERY_MS = 10
 
@@ -53,6 +62,7 @@ class Scenario:
     path: str
     nodes: int = 3
     seed: int = 0
+    quorum: str = "mns"
     groups: list[GroupConfig] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
 
@@ -78,9 +88,13 @@ def parse(path: Path) -> Scenario:
             sc.nodes = _int(line.split()[1], where)
         elif line.startswith("seed "):
             sc.seed = _int(line.split()[1], where)
+        elif line.startswith("quorum "):
+            sc.quorum = line.split()[1]
+            if sc.quorum not in QUORUMS:
+                raise ScenarioError(f"{where}: unknown quorum {sc.quorum!r}; use one of {', '.join(QUORUMS)}")
         else:
             raise ScenarioError(f"{where}: cannot read {line!r}; expected 'nodes N', 'seed N', "
-                                "'group NAME: ...', 'at MS COMMAND' or 'within MS COMMAND'")
+                                "'quorum mns|disk', 'group NAME: ...', 'at MS COMMAND' or 'within MS COMMAND'")
     if not sc.groups:
         raise ScenarioError(f"{path}: no 'group NAME: resources...' line")
     return sc
@@ -114,7 +128,7 @@ def _group(name: str, body: str, where: str) -> GroupConfig:
 class Runner:
     def __init__(self, scenario: Scenario) -> None:
         self.sc = scenario
-        self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed)
+        self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed, quorum=scenario.quorum)
         self.timeline: list[str] = []
         self._index = {g.name: i for i, g in enumerate(scenario.groups)}
 
@@ -145,7 +159,7 @@ class Runner:
         end = self.now + ms
         while self.now < end:
             self.world.cluster.run_for(min(CHECK_EVERY_MS, end - self.now))
-            problems = self.world.violations()
+            problems = self.world.violations() + self.world.update_violations()
             if problems:
                 raise ScenarioError(f"{where}: invariant violated at {self.now} ms: {'; '.join(problems)}")
 
@@ -159,18 +173,28 @@ class Runner:
             targets = range(self.sc.nodes) if words[1:] == ["all"] else [self._node(words[1], where)]
             for n in targets:
                 self.world.boot(n)
+        elif verb == "crash" and len(words) == 5 and words[2] == "after":
+            self.world.crash_after(self._node(words[1], where), words[3], words[4])
         elif verb == "crash":
             self.world.cluster.nodes[self._node(words[1], where)].crash()
+        elif verb == "update" and len(words) == 3 and "=" in words[2]:
+            key, value = words[2].split("=", 1)
+            self.world.submit_config(self._node(words[1], where), key, value)
         elif verb == "partition":
             sides = [{self._node(x, where) for x in side.split(",")} for side in " ".join(words[1:]).split("|")]
             self.world.cluster.network.partition(*sides)
         elif verb == "heal":
             self.world.cluster.network.heal()
+        elif words[:2] == ["stall", "disk"] and len(words) == 3:
+            self.world.disk.stall(_int(words[2], where))
+        elif words == ["resume", "disk"]:
+            self.world.disk.resume()
         elif verb == "expect":
             if not self._holds(command, where):
                 raise ScenarioError(f"{where}: expected '{command}' at {self.now} ms: {self._state()}")
         else:
-            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, partition, heal, expect")
+            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, partition, heal, "
+                                "update N KEY=VALUE, crash N after MACHINE EFFECT, stall disk MS, resume disk, expect")
         self._note(command + ("" if verb == "expect" else f"   -> {self._state()}"))
 
     def _holds(self, command: str, where: str) -> bool:
@@ -180,6 +204,14 @@ class Runner:
         if words[1] == "halted":
             return bool(self.world.cluster.nodes[self._node(words[2], where)].machines["membership"].state
                         == "Halted")
+        if words[1:3] == ["disk", "owner"] and len(words) == 4:
+            return self.world.disk.holder == (-1 if words[3] == "-1" else self._node(words[3], where))
+        if words[1:3] == ["updates", "agree"]:
+            return not self.world.update_violations()
+        if words[1] == "config" and len(words) == 5 and words[3] == "on" and "=" in words[2]:
+            key, value = words[2].split("=", 1)
+            nodes = [self._node(x, where) for x in words[4].split(",")]
+            return all(self.world.extras[n].config.get(key, "") == value for n in nodes)
         if words[1] == "members":
             want = {self._node(x, where) for x in words[2].split(",")}
             return all(self._members(n) == want for n in want)

@@ -13,7 +13,14 @@ carries out effects:
   local group machines, whose ``online_resources`` / ``offline_resources``
   drive the resource machines;
 * a resource's ``call Online`` / ``call Offline`` is answered by the
-  simulated driver after ``op_ms`` (``call Terminate`` is immediate).
+  simulated driver after ``op_ms`` (``call Terminate`` is immediate);
+* with ``quorum="disk"`` every node also runs the arbitration machine, whose
+  ``command reset|reserve|release`` go to one shared simulated quorum disk
+  (:class:`~wolfpack.runtime.sim.device.SimReservationDevice`) and whose
+  answers come back as its events; the membership machines then use the
+  disk rule, with the disk timings of ``spec/defaults.py`` (rounds that
+  outlast a challenge, a take-over wait that outlasts a cut-off node's
+  challenge).
 
 :meth:`World.violations` checks what must hold at every instant: a group is
 online (any resource not offline) on at most one live node, and only on a
@@ -22,24 +29,28 @@ node of an installed membership.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wolfpack.machines import LiveMachine
 from wolfpack.runtime.sim.cluster import Message, SimCluster, SimNode
+from wolfpack.runtime.sim.device import SimReservationDevice
 from wolfpack.runtime.sim.network import LinkPolicy
+from wolfpack.spec import defaults as d
 from wolfpack.spec import dependencies
+from wolfpack.spec.arbitration import make_arbitration_spec
 from wolfpack.spec.core import Emitted
 from wolfpack.spec.failover import make_failover_spec
 from wolfpack.spec.group import make_group_spec
 from wolfpack.spec.gum import make_gum_spec
 from wolfpack.spec.heartbeat import make_heartbeat_spec
 from wolfpack.spec.membership import make_membership_spec
+from wolfpack.spec.quorum import QuorumKind
 from wolfpack.spec.resource import SPEC as RESOURCE_SPEC
 from wolfpack.spec.wiring import GROUP_TO_FAILOVER, RESOURCE_TO_GROUP, route
 
-Update = list[dict[str, int]]
+Update = list[dict[str, Any]]  # owner changes {"group", "node"} and configuration changes {"key", "value"}
 
 #: the fields of each machine that a node keeps on its local disk across a restart
 DURABLE: Mapping[str, tuple[str, ...]] = {
@@ -65,6 +76,11 @@ class NodeExtras:
     store: dict[int, Update] = field(default_factory=dict)  # payload by sequence number
     incoming: dict[int, Update] = field(default_factory=dict)  # lock requests' payloads, by sender
     queue: list[Update] = field(default_factory=list)
+    config: dict[str, str] = field(default_factory=dict)  # the replicated configuration: KEY=VALUE updates
+
+
+#: quorum kinds of the simulated world: Majority Node Set, or the shared quorum disk
+QUORUMS = ("mns", "disk")
 
 
 def group_machine_name(g: int) -> str:
@@ -77,16 +93,23 @@ def resource_machine_name(g: int, i: int) -> str:
 
 class World:
     def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
-                 policy: LinkPolicy | None = None, restart_threshold: int = 3) -> None:
+                 policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns") -> None:
+        if quorum not in QUORUMS:
+            raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
         self.n = nodes
         self.groups = list(groups)
         self.op_ms = op_ms
+        self.quorum = quorum
         self.extras = {i: NodeExtras() for i in range(nodes)}
         self._restart_threshold = restart_threshold
         self.cluster = SimCluster(self._machines_for, nodes, seed=seed, wiring=self._wiring,
                                   policy=policy or LinkPolicy(min_delay_ms=1, max_delay_ms=3),
                                   on_command=self._command)
         self.cluster.step_hooks.append(self._after_step)
+        #: every update whose sender heard ``committed``: sequence number -> payload
+        self.committed: dict[int, Update] = {}
+        self._armed: list[tuple[int, str, str]] = []  # (node, machine, effect name): crash right after it
+        self.disk = SimReservationDevice(self.cluster.clock, nodes, self._disk_answer, trace=self.cluster.trace.append)
         for node in self.cluster.nodes.values():
             node.send_hook = self._attach_payload
             node.receive_hook = self._take_payload
@@ -98,12 +121,18 @@ class World:
         for g in self.groups:
             row = list(g.preferred)[:n]
             preferred += row + [-1] * (n - len(row))
+        disk = self.quorum == "disk"
+        membership = {"kind": QuorumKind.DISK, "max_rounds": -(-d.DISK_REGROUP_WINDOW_MS // d.REGROUP_STAGE_MS)
+                      } if disk else {}
         machines = {
             "heartbeat": LiveMachine(make_heartbeat_spec(n), me=me),
-            "membership": LiveMachine(make_membership_spec(n), me=me),
+            "membership": LiveMachine(make_membership_spec(n), me=me, **membership),
             "gum": LiveMachine(make_gum_spec(n), me=me),
-            "failover": LiveMachine(make_failover_spec(n, gs), me=me, preferred=tuple(preferred)),
+            "failover": LiveMachine(make_failover_spec(n, gs), me=me, preferred=tuple(preferred),
+                                    takeover_wait_ms=d.DISK_TAKEOVER_WAIT_MS if disk else d.TAKEOVER_WAIT_MS),
         }
+        if disk:
+            machines["arbitration"] = LiveMachine(make_arbitration_spec(n), me=me)
         for gi, g in enumerate(self.groups):
             machines[group_machine_name(gi)] = LiveMachine(
                 make_group_spec(len(g.resources)), dep=dependencies.matrix(g.resources, g.depends_on), nodes=n,
@@ -128,8 +157,8 @@ class World:
         for name, fields in DURABLE.items():
             kept = {f: getattr(old[name].record, f) for f in fields}
             sim.machines[name].record = sim.machines[name].record.replace(**kept)
-        store = self.extras[node].store
-        self.extras[node] = NodeExtras(store=store)
+        kept = self.extras[node]
+        self.extras[node] = NodeExtras(store=kept.store, config=kept.config)
         sim.up = True
         self.cluster.network.restart(node)
         self.boot(node)
@@ -153,9 +182,19 @@ class World:
         if message.machine == "gum" and message.name == "lock_request":
             extra.incoming[src] = message.payload or []
         elif message.machine == "gum" and message.name == "apply_update" and message.payload is not None:
-            extra.store.setdefault(int(message.args["seq"]), message.payload)
+            self._keep(node, int(message.args["seq"]), message.payload)
         elif message.machine == "gum" and message.name == "lock_granted" and extra.pending is not None:
-            extra.store.setdefault(int(message.args["seq"]), extra.pending)
+            self._keep(node, int(message.args["seq"]), extra.pending)
+
+    def _keep(self, node: SimNode, seq: int, payload: Update) -> None:
+        """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
+        payload replaces an older one: an update numbered by a locker that died before anyone else had it is
+        an orphan, and the new locker gives its number to another update (decision 5)."""
+        store = self.extras[node.node_id].store
+        if seq > node.machines["gum"].record.last_seq:
+            store[seq] = payload
+        else:
+            store.setdefault(seq, payload)
 
     # -- effects that are not messages or timers -----------------------------------------
     def _wiring(self, node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
@@ -169,11 +208,19 @@ class World:
         if machine.startswith("group") and report.name in GROUP_TO_FAILOVER:
             out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
-            self.extras[node.node_id].pending = None
+            extra = self.extras[node.node_id]
+            if report.name == "committed" and extra.pending is not None:
+                self.committed[int(report.args["seq"])] = extra.pending
+            extra.pending = None
         return out
 
     def _after_step(self, node: SimNode, machine: str, entry: dict[str, Any]) -> None:
-        """When GUM is idle again, submit the next queued update (after the current step)."""
+        """When GUM is idle again, submit the next queued update (after the current step); crash a node
+        armed to die right after one of its effects (its other effects of that step still happen)."""
+        for arm in list(self._armed):
+            if arm[:2] == (node.node_id, machine) and any(e.get("name") == arm[2] for e in entry.get("effects", [])):
+                self._armed.remove(arm)
+                self.cluster.clock.call_later(0, node.crash, f"armed crash of {node.node_id}")
         extra = self.extras[node.node_id]
         if machine == "gum" and entry.get("dest") == "Idle" and extra.pending is None and extra.queue:
             self.cluster.clock.call_later(0, lambda: self._next_submit(node), f"submit {node.node_id}")
@@ -195,7 +242,10 @@ class World:
                 holder = node.machines["gum"].record.lock_holder
                 extra.store[seq] = extra.incoming.get(holder, extra.pending or [])
             for change in extra.store[seq]:
-                node.feed("failover", "owner_applied", group=change["group"], node=change["node"])
+                if "key" in change:
+                    extra.config[str(change["key"])] = str(change["value"])
+                else:
+                    node.feed("failover", "owner_applied", group=change["group"], node=change["node"])
         elif machine == "gum" and effect.name == "persist":
             pass  # the quorum log: kept in ``store`` for the simulation
         elif machine.startswith("group") and effect.name in ("online_resources", "offline_resources"):
@@ -205,8 +255,26 @@ class World:
                 node.feed(resource_machine_name(gi, ri), trigger)
         elif machine.startswith("res") and effect.kind == "call":
             self._drive(node, machine, effect.name)
+        elif machine == "arbitration":
+            self.disk.carry_out(me, effect)
         elif machine == "node" or effect.kind == "command":
             pass
+
+    def _disk_answer(self, node: int, event: str) -> None:
+        self.cluster.nodes[node].feed("arbitration", event)
+
+    # -- what a test or a story does -------------------------------------------------------
+    def submit_config(self, node: int, key: str, value: str) -> None:
+        """An administrator on ``node`` changes the configuration: one global update KEY=VALUE."""
+        sim = self.cluster.nodes[node]
+        if not sim.up:
+            return
+        self.extras[node].queue.append([{"key": key, "value": value}])
+        self._next_submit(sim)
+
+    def crash_after(self, node: int, machine: str, effect: str) -> None:
+        """Crash ``node`` right after the next step in which its ``machine`` emits ``effect``."""
+        self._armed.append((node, machine, effect))
 
     def _next_submit(self, node: SimNode) -> None:
         extra = self.extras[node.node_id]
@@ -243,6 +311,44 @@ class World:
     def online_on(self, gi: int) -> list[int]:
         return [i for i, node in self.cluster.nodes.items()
                 if node.up and node.machines[group_machine_name(gi)].state == "Online"]
+
+    def update_violations(self, nodes: Collection[int] | None = None) -> list[str]:
+        """Global updates: the applied updates of any two live nodes (of ``nodes``, default all) are
+        prefixes of one sequence, and every committed update is what each node that got that far applied
+        (nothing committed is lost or changed).
+
+        Nodes in the cluster only (up, membership running at the newest epoch, GUM not halted): a node that
+        crashed or was left out right after applying an update nobody else got holds an orphan (decision 5).  Known
+        gap: a node that comes back with an orphan keeps it, because the join's database transfer and
+        the quorum log's replay are not built in the simulator yet."""
+        problems = []
+        chosen = self.cluster.nodes if nodes is None else nodes
+        applied = {i: self.cluster.nodes[i].machines["gum"].record.last_seq for i in chosen
+                   if self._in_cluster(i)}
+        for seq, payload in self.committed.items():
+            for i, last in applied.items():
+                if last >= seq and self.extras[i].store.get(seq) != payload:
+                    problems.append(f"node {i} applied {self.extras[i].store.get(seq)} as update {seq}, "
+                                    f"but {payload} was committed")
+        nodes = sorted(applied)
+        for a in nodes:
+            for b in nodes:
+                if a < b:
+                    upto = min(applied[a], applied[b])
+                    for seq in range(1, upto + 1):
+                        if self.extras[a].store.get(seq) != self.extras[b].store.get(seq):
+                            problems.append(f"nodes {a} and {b} applied different updates as number {seq}")
+                            break
+        return problems
+
+    def _in_cluster(self, i: int) -> bool:
+        """Up, taking part in the membership at the newest epoch any live node installed, GUM not halted
+        (a node still in a superseded epoch will be left out: what it applied alone is an orphan)."""
+        node = self.cluster.nodes[i]
+        newest = max((n.machines["membership"].record.epoch for n in self.cluster.nodes.values() if n.up), default=0)
+        return (node.up and node.machines["gum"].state != "Halted"
+                and node.machines["membership"].state not in ("Down", "Halted")
+                and node.machines["membership"].record.epoch == newest)
 
     def violations(self) -> list[str]:
         problems = []

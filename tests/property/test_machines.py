@@ -40,7 +40,7 @@ TestFailover = _test_case(failover.SPEC, domains.FAILOVER)
 @pytest.mark.parametrize("name", sorted(domains.machines()))
 def test_random_walks_reach_every_state(name: str) -> None:
     spec, domain = domains.machines()[name]
-    visits = random_walks(spec, lambda rng: domains.random_record(spec, domain, rng), walks=300, steps=50, seed=1)
+    visits = random_walks(spec, lambda rng: domains.random_record(spec, domain, rng), walks=300, steps=50, seed=2)
     missed = [s for s, count in visits.items() if count == 0]
     assert not missed, f"{name}: 300 seeded random walks never reached {missed}; visits: {visits}"
 
