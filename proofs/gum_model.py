@@ -450,8 +450,8 @@ def build_gum_model(spec: Spec, n: int, max_seq: int = MAX_SEQ, bound: int = BOU
     """The composed model of ``n`` nodes running ``spec`` (tests pass mutants)."""
     check_left_out(spec)
     components = (*(Component(node(k), spec, {"me": k}) for k in range(n)), Component(ENV, env_spec(n, max_seq)))
-    return Model(f"gum_cluster[n={n}]", f"{n} GUM nodes and the network, at most {max_seq} numbered update(s)", components,
-                 properties=(*properties(n, max_seq), *lemmas(n, max_seq)), witnesses=witnesses(n, max_seq),
+    return Model(f"gum_cluster[n={n}]", f"{n} GUM nodes and the network, at most {max_seq} numbered update(s)",
+                 components, properties=(*properties(n, max_seq), *lemmas(n, max_seq)), witnesses=witnesses(n, max_seq),
                  table_checks=False, bmc_bound=bound)
 
 
