@@ -102,7 +102,8 @@ GHOST = ("uid",)
 #: messages whose delivery changes no record (checked), so the model never delivers them
 NO_EFFECT = ("lock_busy", "apply_failed")
 #: local events that are not steps of the model, and the messages only they send (checked)
-NOT_STEPS = ("apply_error", "peer_failed", "halt")
+#: (``database_loaded``: a node that joins behind the others; the model's members go through every membership)
+NOT_STEPS = ("apply_error", "peer_failed", "halt", "database_loaded")
 ONLY_FROM_NOT_STEPS = ("update_failed",)
 #: local events that are steps of the model: submit, and every timer (``*_elapsed``: it may fire at any time)
 SUBMIT = "submit"

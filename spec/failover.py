@@ -28,12 +28,14 @@ from typing import Any
 
 from wolfpack.spec import defaults as d
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, all_of, named, negation
-from wolfpack.spec.expr import And, Exists, ForAll, Implies, Not, Select, Store
-from wolfpack.spec.placement import ClusterView, GroupPlacement, place_all
+from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Select, Store
+from wolfpack.spec.placement import ClusterView, GroupPlacement, failback_window_open, place_all
 
 OUT = "Out"
 MEMBER = "Member"
 NO_NODE = -1
+#: ``moving``: hand the group over to the best node but this one (a drain)
+ANYWHERE = -2
 
 
 @cache
@@ -49,6 +51,28 @@ def make_failover_spec(n: int, groups: int) -> Spec:
 
     def members_of(e: Any) -> tuple[Any, ...]:
         return tuple(getattr(e, f"m{k}") == 1 for k in ks)
+
+    def usable(r: Any, k: Any) -> Any:
+        """Node k may take a group: a member, not paused."""
+        return And(k >= 0, k < n, Select(r.members, k), Not(Select(r.paused, k)))
+
+    def best_preferred(r: Any, g: int) -> Any:
+        """The first usable node of group g's preferred owners (-1: none)."""
+        best: Any = NO_NODE
+        for slot in reversed(ks):
+            p = r.preferred[g * n + slot]
+            best = If(usable(r, p), p, best)
+        return best
+
+    def failback_due(r: Any, g: int) -> Any:
+        """Group g runs here, may fail back now (F8: AutoFailbackType, FailbackWindowStart/End) and its most
+        preferred usable node is another one."""
+        best = best_preferred(r, g)
+        return And(r.failback[g], failback_window_open(r.failback_start[g], r.failback_end[g], r.hour),
+                   r.running[g], r.owner[g] == r.me, r.moving[g] == NO_NODE, best != NO_NODE, best != r.me)
+
+    def draining(r: Any, g: int) -> Any:
+        return And(r.running[g], r.moving[g] == NO_NODE)
 
     # --- placement (concrete only: it runs in effect arguments) -------------------
     def placements(r: Any, leaving: dict[int, int]) -> list[dict[str, int]]:
@@ -73,6 +97,14 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         return {"updates": updates} if updates else None
 
     def place_away(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
+        return {"updates": placements(r2, {e.group: r2.me})}
+
+    def hand_over(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
+        """The group is offline here: give it to the chosen node, or (drain, or the target left) the best
+        other node by the placement policy."""
+        target = r.moving[e.group]
+        if target >= 0 and usable(r2, target):
+            return {"updates": [{"group": e.group, "node": target}]}
         return {"updates": placements(r2, {e.group: r2.me})}
 
     # --- guards --------------------------------------------------------------------------
@@ -119,11 +151,12 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     def install(r: Any, e: Any) -> dict[str, Any]:
         members = members_of(e)
         # a group whose owner left is no longer run by anyone we know of
-        return {"members": members, "epoch": e.epoch,
-                "running": tuple(And(r.running[g], r.owner[g] == r.me) for g in gs)}
+        running = tuple(And(r.running[g], r.owner[g] == r.me) for g in gs)
+        return {"members": members, "epoch": e.epoch, "running": running,
+                "moving": tuple(If(running[g], r.moving[g], NO_NODE) for g in gs)}
 
     def leave(r: Any, e: Any) -> dict[str, Any]:
-        return {"members": (False,) * n, "running": (False,) * groups}
+        return {"members": (False,) * n, "running": (False,) * groups, "moving": (NO_NODE,) * groups}
 
     def set_owner(r: Any, e: Any) -> dict[str, Any]:
         return {"owner": Store(r.owner, e.group, e.node)}
@@ -132,15 +165,25 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, True)}
 
     def stop_here(r: Any, e: Any) -> dict[str, Any]:
-        return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, False)}
+        return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, False),
+                "moving": Store(r.moving, e.group, NO_NODE)}
 
     submit = Effect("command", "submit_owners", place_orphans, when=lowest_member)
     wait_for_halts = Effect("start_timer", "takeover_elapsed", lambda r, e, r2: {"ms": r.takeover_wait_ms},
                             when=coordinator)
+    check_failback_later = Effect("start_timer", "failback_check_elapsed", lambda r, e, r2: {"ms": r.takeover_wait_ms})
+    check_failback_now = Effect("start_timer", "failback_check_elapsed", lambda r, e, r2: {"ms": 0},
+                                when=lambda r, e: r.is_(MEMBER))
+
+    def move_ok(r: Any, e: Any) -> Any:
+        return And(owns_it(r, e), usable(r, e.node), e.node != r.me, Select(r.moving, e.group) == NO_NODE)
+
+    def moving_it(r: Any, e: Any) -> Any:
+        return Select(r.moving, e.group) != NO_NODE
     halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
     rows = (
         Transition("installed", (OUT, MEMBER), MEMBER, guard=newer_and_included, update=install,
-                   effects=(wait_for_halts,),
+                   effects=(wait_for_halts, check_failback_later),
                    doc="a new membership with this node: the lowest member waits until every node left out "
                        "has halted (takeover_wait), then places the orphaned groups"),
         Transition("takeover_elapsed", (MEMBER,), None, effects=(submit,),
@@ -163,18 +206,62 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Transition("owner_applied", (OUT,), None, update=set_owner,
                    doc="record it (a node out of the cluster runs nothing)"),
         Transition("failover_needed", (MEMBER,), None, guard=owns_it,
-                   update=lambda r, e: {"running": Store(r.running, e.group, False)},
+                   update=lambda r, e: {"running": Store(r.running, e.group, False),
+                                        "moving": Store(r.moving, e.group, NO_NODE)},
                    effects=(Effect("command", "submit_owners", place_away),),
                    doc="the group failed here: place it elsewhere (F3, F6)"),
         Transition("failover_needed", (MEMBER,), None, guard=not_owned_here, doc="not ours to move"),
         Transition("paused_applied", (OUT, MEMBER), None,
                    update=lambda r, e: {"paused": Store(r.paused, e.node, e.paused == 1)},
                    doc="a node was paused or resumed (global update)"),
+        # moves, drains and failback: the owner takes the group offline, then hands it over by a global update
+        Transition("move_requested", (MEMBER,), None, guard=named("move_ok", move_ok),
+                   update=lambda r, e: {"moving": Store(r.moving, e.group, e.node)},
+                   effects=(Effect("command", "groups_offline", lambda r, e, r2: {"groups": [e.group]}),),
+                   doc="manual move (F5): the owner takes the group offline here, then hands it over"),
+        Transition("move_requested", (MEMBER,), None, guard=negation("move_refused", move_ok),
+                   effects=(Effect("report", "move_refused", lambda r, e, r2: {"group": e.group, "node": e.node}),),
+                   doc="refused: this node does not run the group, it is already moving, or the target is not "
+                       "a member that may take groups (paused, or not in the cluster)"),
+        Transition("drain_requested", (MEMBER,), None,
+                   update=lambda r, e: {"moving": tuple(If(draining(r, g), ANYWHERE, r.moving[g]) for g in gs)},
+                   effects=(Effect("command", "submit_owners",
+                                   lambda r, e, r2: {"updates": [{"pause": r.me, "paused": 1}]}),
+                            Effect("command", "groups_offline",
+                                   lambda r, e, r2: {"groups": [g for g in gs if draining(r, g)]})),
+                   doc="pause this node for maintenance and move its groups away (drain): pause by a global "
+                       "update, take each group offline, hand each over by the placement policy"),
+        Transition("pause_requested", (MEMBER,), None,
+                   effects=(Effect("command", "submit_owners",
+                                   lambda r, e, r2: {"updates": [{"pause": e.node, "paused": e.paused}]}),),
+                   doc="pause or resume a node (a global update); a paused node takes no new group"),
+        Transition("group_stopped", (MEMBER,), None, guard=named("handing_over", moving_it),
+                   update=lambda r, e: {"running": Store(r.running, e.group, False),
+                                        "moving": Store(r.moving, e.group, NO_NODE)},
+                   effects=(Effect("command", "submit_owners", hand_over),),
+                   doc="the group is offline here: hand it over by a global update"),
+        Transition("group_stopped", (MEMBER,), None, guard=negation("not_handing_over", moving_it),
+                   doc="offline for another reason (administrator, failure): nothing to hand over"),
+        Transition("hour_changed", (OUT, MEMBER), None, update=lambda r, e: {"hour": e.hour},
+                   effects=(check_failback_now,), doc="the local hour of day changed: a failback window may open"),
+        Transition("failback_check_elapsed", (MEMBER,), None,
+                   update=lambda r, e: {"moving": tuple(If(failback_due(r, g), best_preferred(r, g), r.moving[g])
+                                                        for g in gs)},
+                   effects=(Effect("command", "groups_offline",
+                                   lambda r, e, r2: {"groups": [g for g in gs if failback_due(r, g)]},
+                                   when=lambda r, e: Exists(gs, lambda g: failback_due(r, g))),),
+                   doc="fail back (F8) each group that allows it, inside its window, whose most preferred "
+                       "usable node is another one: take it offline here, then hand it over"),
     )
     ignored = (
         Ignore("halted", (OUT,), "already out"),
         Ignore("failover_needed", (OUT,), "everything here is stopped"),
         Ignore("takeover_elapsed", (OUT,), "a late timer"),
+        Ignore("failback_check_elapsed", (OUT,), "a late timer"),
+        Ignore("group_stopped", (OUT,), "everything here is stopped"),
+        Ignore("move_requested", (OUT,), "this node is not in the cluster: ask a member", reject=True),
+        Ignore("drain_requested", (OUT,), "this node is not in the cluster: nothing to drain", reject=True),
+        Ignore("pause_requested", (OUT,), "this node is not in the cluster: ask a member", reject=True),
     )
     src_epoch = Arg("epoch", 0, None, "membership epoch", hi_max=8)
     group_arg = Arg("group", 0, groups, "group index", hi_max=groups)
@@ -188,11 +275,28 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Event("failover_needed", "this node's group machine asks for a failover", (group_arg,)),
         Event("paused_applied", "a global update paused or resumed a node",
               (Arg("node", 0, n, "node id", hi_max=n), Arg("paused", 0, 2, "1 paused, 0 resumed", hi_max=2))),
+        Event("move_requested", "administrator: move a group this node runs to another node",
+              (group_arg, Arg("node", 0, n, "target node id", hi_max=n))),
+        Event("drain_requested", "administrator: pause this node and move its groups away"),
+        Event("pause_requested", "administrator: pause or resume a node",
+              (Arg("node", 0, n, "node id", hi_max=n), Arg("paused", 0, 2, "1 pause, 0 resume", hi_max=2))),
+        Event("group_stopped", "this node's group machine reports the group offline", (group_arg,)),
+        Event("hour_changed", "clock: the local hour of day changed", (Arg("hour", 0, 24, "hour 0-23", hi_max=24),)),
+        Event("failback_check_elapsed", "timer: look for groups that should fail back"),
     )
     fields = (
         Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),
         Field("preferred", int, (NO_NODE,) * (groups * n), "preferred owners per group (-1 = unused slot)",
               lo=NO_NODE, hi=n - 1, param=True, length=groups * n),
+        Field("failback", bool, (d.FAILBACK_POLICY == d.FailbackPolicy.ALLOW,) * groups,
+              "AutoFailbackType per group (true: ClusterGroupAllowFailback)", param=True, length=groups),
+        Field("failback_start", int, (d.FAILBACK_WINDOW_NONE,) * groups, "FailbackWindowStart hour per group "
+              "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, param=True, length=groups),
+        Field("failback_end", int, (d.FAILBACK_WINDOW_NONE,) * groups, "FailbackWindowEnd hour per group "
+              "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, param=True, length=groups),
+        Field("hour", int, 0, "local hour of day, from clock events", lo=0, hi=23),
+        Field("moving", int, (NO_NODE,) * groups, "groups being handed over: target node (-2: the best node but "
+              "this one, -1: none)", lo=ANYWHERE, hi=n - 1, length=groups),
         Field("takeover_wait_ms", int, d.TAKEOVER_WAIT_MS, "wait before taking over the groups of nodes "
               "left out (they halt within it)", lo=0, param=True),
         Field("epoch", int, 0, "membership epoch last installed", lo=0),
@@ -220,6 +324,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                       "a node runs a group only while the replicated owner is this node and it is a member"),
             Invariant("out_runs_nothing", lambda r: Implies(r.is_(OUT), ForAll(gs, lambda g: Not(r.running[g]))),
                       "a node out of the cluster runs no group"),
+            Invariant("hands_over_only_what_it_runs",
+                      lambda r: ForAll(gs, lambda g: Implies(r.moving[g] != NO_NODE, r.running[g])),
+                      "a node hands over (move, drain, failback) only groups it runs"),
         ),
         state_docs={OUT: "not a member: runs nothing", MEMBER: "member: runs the groups it owns"},
     )

@@ -49,6 +49,7 @@ from wolfpack.spec import defaults as d
 from wolfpack.spec.core import Arg, Derived, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
 from wolfpack.spec.defaults import FailbackPolicy
 from wolfpack.spec.expr import And, Count, Exists, ForAll, If, Implies, In, Not, Or, Select, Store
+from wolfpack.spec.placement import failback_window_open
 
 
 class ResState(IntEnum):
@@ -274,13 +275,7 @@ def make_group_spec(n: int) -> Spec:
         return Not(failover_allowed(r, e))
 
     def in_window(r: Any, hour: Any) -> Any:
-        start, end = r.failback_window_start, r.failback_window_end
-        return Or(
-            start == d.FAILBACK_WINDOW_NONE,
-            end == d.FAILBACK_WINDOW_NONE,
-            And(start <= end, hour >= start, hour <= end),
-            And(start > end, Or(hour >= start, hour <= end)),
-        )
+        return failback_window_open(r.failback_window_start, r.failback_window_end, hour)
 
     def failback_allowed(r: Any, e: Any) -> Any:
         return And(

@@ -77,7 +77,7 @@ from functools import cache
 from typing import Any
 
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
-from wolfpack.spec.expr import And, Count, If, Implies, Not, Or, Select
+from wolfpack.spec.expr import And, Count, If, Implies, Not, Or, Select, Store
 
 IDLE = "Idle"
 BLOCKED = "Blocked"
@@ -528,6 +528,20 @@ def make_gum_spec(n: int) -> Spec:
                    doc="a regroup is in progress: no new update until the membership is installed"),
         Transition("regroup_started", (REQUESTING, DELIVERING, AWAITING), None, update=lambda r, e: {"blocked": True},
                    doc="a regroup is in progress: no lock is granted until the membership is installed"),
+        Transition("database_loaded", LIVE, BLOCKED,
+                   guard=named("sponsor_view", lambda r, e: Select(alive(e), e.locker)),
+                   update=lambda r, e: {**HALT, "last_seq": e.seq, "locker": e.locker, "locked_seq": 0,
+                                        "members": Store(alive(e), r.me, True), "blocked": True},
+                   effects=(Effect("cancel_timer", "lock_retry_elapsed"), Effect("cancel_timer", "resend_elapsed"),
+                            Effect("report", "aborted", when=lambda r, e: Or(
+                                r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own)))),
+                   doc="this node joins a membership behind its sponsor and loaded the sponsor's database: its "
+                       "history is the sponsor's up to seq, its locker and members the sponsor's (and itself); "
+                       "anything of its own in flight is dropped (aborted); updates wait for the membership to "
+                       "be installed"),
+        Transition("database_loaded", LIVE, None, guard=named("not_a_sponsor_view",
+                                                               lambda r, e: Not(Select(alive(e), e.locker))),
+                   doc="a sponsor's locker is always one of its members: a malformed load, ignored"),
         Transition("halt", LIVE, HALTED, update=lambda r, e: HALT,
                    effects=(Effect("report", "aborted", when=lambda r, e: Or(
                        r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own))),),
@@ -551,6 +565,7 @@ def make_gum_spec(n: int) -> Spec:
           for t in ("lock_request", "unlock", "apply_update", "apply_failed", "peer_failed", "apply_error",
                     MEMBERSHIP, "regroup_started", "halt")),
         Ignore("regroup_started", (BLOCKED,), "already blocked"),
+        Ignore("database_loaded", (HALTED,), "GUM is halted on this node: it must rejoin first"),
     )
 
     src = Arg("src", 0, n, "sender's node id", hi_max=n)
@@ -576,6 +591,9 @@ def make_gum_spec(n: int) -> Spec:
         Event(MEMBERSHIP, "the membership layer installed a membership",
               tuple(Arg(f"alive{k}", 0, 2, f"1 if node {k} is a member", hi_max=2) for k in ks)),
         Event("halt", "this node halted or left the cluster"),
+        Event("database_loaded", "the runtime loaded the sponsor's database, whose last update is seq",
+              (seq, Arg("locker", 0, n, "the sponsor's locker", hi_max=n),
+               *(Arg(f"alive{k}", 0, 2, f"1 if node {k} is one of the sponsor's members", hi_max=2) for k in ks))),
     )
 
     fields = (

@@ -83,6 +83,20 @@ def make_membership_spec(n: int) -> Spec:
             chosen[k] = Or(chosen[k], And(r.heard[k], connected_to_chosen(k)))
         return tuple(chosen)
 
+    def sponsor_of(r: Any, members: tuple[Any, ...]) -> tuple[Any, Any]:
+        """The member with the newest installed epoch (lowest id among equals) and that epoch: its database
+        holds every update committed so far, and members installed at an older epoch load it."""
+        best_k: Any = r.me
+        best_e: Any = r.epoch
+        for k in ks:
+            take = And(members[k], Or(r.epochs[k] > best_e, And(r.epochs[k] == best_e, k < best_k)))
+            best_k, best_e = If(take, k, best_k), If(take, r.epochs[k], best_e)
+        return best_k, best_e
+
+    def proposing(r: Any) -> dict[str, Any]:
+        sponsor, base = sponsor_of(r, pruned(r))
+        return {"proposal": pruned(r), "sponsor": sponsor, "base": base}
+
     def may_survive(r: Any, members: tuple[Any, ...]) -> Any:
         return quorum.survives(r.kind, members, r.configured, r.disk_at)
 
@@ -101,6 +115,7 @@ def make_membership_spec(n: int) -> Spec:
             "heard": alone(r),
             "conn": tuple(If(j == r.me, row[k], False) for j in ks for k in ks),
             "disk_at": tuple(And(k == r.me, r.holds_disk) for k in ks),
+            "epochs": tuple(If(k == r.me, r.epoch, 0) for k in ks),
             "attempts": r.attempts + 1,
         }
 
@@ -108,11 +123,13 @@ def make_membership_spec(n: int) -> Spec:
         heard = (base or {}).get("heard", r.heard)
         conn = (base or {}).get("conn", r.conn)
         disk_at = (base or {}).get("disk_at", r.disk_at)
+        epochs = (base or {}).get("epochs", r.epochs)
         row = vec(e, "alive")
         return {
             "heard": Store(heard, e.src, True),
             "conn": tuple(If(e.src == j, row[k], conn[j * n + k]) for j in ks for k in ks),
             "disk_at": Store(disk_at, e.src, e.disk == 1),
+            "epochs": Store(epochs, e.src, e.epoch),
         }
 
     def join_round(r: Any, e: Any) -> dict[str, Any]:
@@ -126,7 +143,7 @@ def make_membership_spec(n: int) -> Spec:
 
     def status_effect() -> Effect:
         return Effect("send", "status", lambda r, e, r2: {"to": -1, "round": r2.round, "disk": int(r2.holds_disk),
-                                                          **fields_of("alive", my_row(r2))})
+                                                          "epoch": r2.epoch, **fields_of("alive", my_row(r2))})
 
     COLLECT = (status_effect(), Effect("start_timer", "collect_elapsed", lambda r, e, r2: {"ms": r.stage_ms}))
     REGROUP = (Effect("report", "regroup_started"), *COLLECT)  # leaving Stable: updates wait
@@ -212,6 +229,16 @@ def make_membership_spec(n: int) -> Spec:
         return {"members": members, "epoch": epoch, "attempts": 0}
 
     installed = Effect("report", "installed", lambda r, e, r2: {"epoch": r2.epoch, **fields_of("m", r2.members)})
+    # a member installed at an older epoch than the sponsor's loads the sponsor's database first (before the
+    # report that tells GUM the new membership): a joiner, a node back from a crash, or one left behind
+    load = Effect("command", "load_database", lambda r, e, r2: {"sponsor": r2.sponsor},
+                  when=lambda r, e: r.epoch < r.base)
+    load_now = Effect("command", "load_database", lambda r, e, r2: {"sponsor": r2.sponsor},
+                      when=lambda r, e: r.epoch < sponsor_of(r, pruned(r))[1])
+
+    def install_message(r2: Any) -> dict[str, Any]:
+        return {"to": -1, "round": r2.round, "sponsor": r2.sponsor, "base": r2.base, **fields_of("m", r2.proposal)}
+
     halt = Effect("report", "halted")
     cancel_collect = Effect("cancel_timer", "collect_elapsed")
     cancel_wait = Effect("cancel_timer", "install_wait_elapsed")
@@ -244,18 +271,15 @@ def make_membership_spec(n: int) -> Spec:
         Transition("status", IN_ROUND, None, guard=older_round, doc="an old round"),
         # the end of collection
         Transition("collect_elapsed", (COLLECTING,), STABLE, guard=coordinator_commits_alone,
-                   update=lambda r, e: {**install(r, pruned(r), r.round), "proposal": pruned(r), "acks": alone(r),
+                   update=lambda r, e: {**install(r, pruned(r), r.round), **proposing(r), "acks": alone(r),
                                         "acked": r.round, "proposer": r.me},
-                   effects=(Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r2.round,
-                                                                        **fields_of("m", r2.members)}),
+                   effects=(load_now, Effect("send", "install", lambda r, e, r2: install_message(r2)),
                             Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}), installed),
                    doc="coordinator whose own vote is quorum (it holds the disk, or a 1-node cluster): install now"),
         Transition("collect_elapsed", (COLLECTING,), PROPOSING, guard=coordinator_survives,
-                   update=lambda r, e: {"proposal": pruned(r), "acks": tuple(k == r.me for k in ks),
+                   update=lambda r, e: {**proposing(r), "acks": tuple(k == r.me for k in ks),
                                         "acked": r.round, "proposer": r.me},
-                   effects=(Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r2.round,
-                                                                        **fields_of("m", r2.proposal)}),
-                            wait),
+                   effects=(Effect("send", "install", lambda r, e, r2: install_message(r2)), wait),
                    doc="coordinator: propose the fully connected set that may survive"),
         Transition("collect_elapsed", (COLLECTING,), COLLECTING, guard=coordinator_retries,
                    update=lambda r, e: start_round(r, r.round + 1),
@@ -269,7 +293,7 @@ def make_membership_spec(n: int) -> Spec:
         # proposals
         Transition("install", (*IN_ROUND, STABLE), ACCEPTED, guard=accept_includes_me,
                    update=lambda r, e: {"acked": e.round, "round": e.round, "proposer": e.src,
-                                        "proposal": vec(e, "m")},
+                                        "proposal": vec(e, "m"), "sponsor": e.sponsor, "base": e.base},
                    effects=(cancel_collect, Effect("send", "ack", lambda r, e, r2: {"to": e.src, "round": e.round}),
                             wait),
                    doc="accept the proposal (at most one per round) and acknowledge it"),
@@ -280,14 +304,14 @@ def make_membership_spec(n: int) -> Spec:
                    doc="an old proposal, a second one for a round, or one from a node that cannot coordinate us"),
         Transition("ack", (PROPOSING,), STABLE, guard=ack_commits,
                    update=lambda r, e: install(r, r.proposal, r.round),
-                   effects=(cancel_wait, Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}),
+                   effects=(cancel_wait, load, Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}),
                             installed),
                    doc="quorum reached: commit and install the new membership"),
         Transition("ack", (PROPOSING,), None, guard=ack_counts,
                    update=lambda r, e: {"acks": Store(r.acks, e.src, True)}, doc="one more acknowledgement"),
         Transition("ack", (PROPOSING,), None, guard=ack_stale, doc="for another round"),
         Transition("commit", (ACCEPTED,), STABLE, guard=commit_matches,
-                   update=lambda r, e: install(r, r.proposal, r.acked), effects=(cancel_wait, installed),
+                   update=lambda r, e: install(r, r.proposal, r.acked), effects=(cancel_wait, load, installed),
                    doc="the proposal this node accepted is committed: install it"),
         Transition("commit", (ACCEPTED,), None, guard=commit_stale, doc="not the proposal this node accepted"),
         # nothing heard in time
@@ -303,7 +327,8 @@ def make_membership_spec(n: int) -> Spec:
         Transition("disk_lost", IN_ROUND, HALTED, guard=named("lost_the_challenge", lambda r, e: r.kind == DISK),
                    update=lambda r, e: {"holds_disk": False, **halt_update},
                    effects=(cancel_collect, cancel_wait,
-                            Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r.round,
+                            Effect("send", "install", lambda r, e, r2: {"to": -1, "round": r.round, "sponsor": r.me,
+                                                                        "base": r.epoch,
                                                                         **fields_of("m", (False,) * n)}),
                             halt),
                    doc="disk quorum and the challenge is lost (another partition holds the disk) or the disk "
@@ -354,10 +379,13 @@ def make_membership_spec(n: int) -> Spec:
         Event("boot", "the cluster service starts: form or join"),
         Event("suspect", "heartbeats say a node missed its beats on every network", (node_arg,)),
         Event("peer_back", "heartbeats from a node again", (node_arg,)),
-        Event("status", "message: a node's answer in a round, whom it hears, whether it holds the disk",
-              (src, rnd, Arg("disk", 0, 2, "1 if the sender holds the quorum disk", hi_max=2), *alive)),
+        Event("status", "message: a node's answer in a round, whom it hears, whether it holds the disk, its "
+              "installed epoch", (src, rnd, Arg("disk", 0, 2, "1 if the sender holds the quorum disk", hi_max=2),
+                                  Arg("epoch", 0, None, "the sender's installed epoch", hi_max=3), *alive)),
         Event("collect_elapsed", "timer: the collection time of a round is over"),
-        Event("install", "message: the coordinator's proposal", (src, rnd, *members)),
+        Event("install", "message: the coordinator's proposal, with the sponsor whose database members installed "
+              "at an older epoch load", (src, rnd, Arg("sponsor", 0, n, "the sponsor's node id", hi_max=n),
+                                         Arg("base", 0, None, "the sponsor's installed epoch", hi_max=3), *members)),
         Event("ack", "message: a node accepted our proposal", (src, rnd)),
         Event("commit", "message: the proposal reached quorum", (src, rnd)),
         Event("install_wait_elapsed", "timer: no proposal or commit in time"),
@@ -385,6 +413,10 @@ def make_membership_spec(n: int) -> Spec:
         Field("acks", bool, (False,) * n, "coordinator: who acknowledged", length=n),
         Field("holds_disk", bool, False, "the quorum disk is ours"),
         Field("disk_at", bool, (False,) * n, "who reported holding the quorum disk in this round", length=n),
+        Field("epochs", int, (0,) * n, "the installed epoch each node reported in this round", lo=0, length=n),
+        Field("sponsor", int, 0, "the proposal's sponsor: the member with the newest installed epoch", lo=0,
+              hi=n - 1),
+        Field("base", int, 0, "the sponsor's installed epoch", lo=0),
     )
 
     def stable_member(r: Any) -> Any:

@@ -25,6 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from wolfpack.spec.defaults import FAILBACK_WINDOW_NONE
+from wolfpack.spec.expr import And, Or
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,12 @@ def place_all(groups: Iterable[GroupPlacement], view: ClusterView) -> dict[str, 
         if node is not None:
             load[node] = load.get(node, 0) + 1
     return out
+
+
+def failback_window_open(start: Any, end: Any, hour: Any) -> Any:
+    """MSCS FailbackWindowStart/End (F8): may a group fail back at ``hour`` (0-23)?  Either end -1: at
+    any hour; start <= end: from start to end inclusive; start > end: the window wraps past midnight.
+    Concrete or symbolic (the group and failover machines both use it)."""
+    return Or(start == FAILBACK_WINDOW_NONE, end == FAILBACK_WINDOW_NONE,
+              And(start <= end, hour >= start, hour <= end),
+              And(start > end, Or(hour >= start, hour <= end)))

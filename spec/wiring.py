@@ -54,6 +54,7 @@ RESOURCE_TO_GROUP: Mapping[str, str] = {
 #: A group machine's reports, as events of the node's failover manager (argument ``group``).
 GROUP_TO_FAILOVER: Mapping[str, str] = {
     "failover_needed": "failover_needed",
+    "offline": "group_stopped",
 }
 
 

@@ -16,7 +16,10 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
 
 Commands (times in simulated milliseconds, absolute after ``at``, relative
 to the previous line after ``within``, where the expectation must become true
-by then): ``boot all|N``, ``crash N``, ``partition A,B|C,D``, ``heal``,
+by then): ``boot all|N``, ``crash N``, ``restart N`` (the node's service
+starts again, with what it keeps on disk), ``partition A,B|C,D``, ``heal``,
+``move GROUP to N``, ``drain N`` (pause N and move its groups away),
+``resume N``, ``hour H`` (every node's clock shows hour H of the day),
 ``update N KEY=VALUE`` (node N submits a global update), ``crash N after
 MACHINE EFFECT`` (node N dies right after the next step in which its
 MACHINE emits EFFECT, e.g. ``crash 1 after gum apply_update``: the sender
@@ -24,7 +27,8 @@ dies with its first delivery on the wire), ``stall disk MS`` / ``resume
 disk`` (every command to the quorum disk takes MS longer, until resumed), ``expect GROUP online on N``, ``expect
 GROUP offline``, ``expect halted N``, ``expect members N,M,...``, ``expect
 disk owner N`` (the node holding the quorum disk's reservation, ``-1``:
-nobody), ``expect config KEY=VALUE on N,M,...`` (``KEY=``: unset),
+nobody), ``expect paused N`` / ``expect resumed N`` (as every member
+records it), ``expect config KEY=VALUE on N,M,...`` (``KEY=``: unset),
 ``expect updates agree`` (the applied global updates of all nodes are prefixes of one sequence that
 holds every committed update).  After every 10 ms of simulated time the
 cluster-wide invariants are checked (a group runs on at most one node, only
@@ -114,15 +118,22 @@ def _group(name: str, body: str, where: str) -> GroupConfig:
     resources = parts[0].split()
     depends: dict[str, list[str]] = {}
     preferred: list[int] = []
+    failback, window = False, (-1, -1)
     for part in parts[1:]:
         words = part.split()
         if len(words) >= 3 and words[1] == "needs":
             depends.setdefault(words[0], []).extend(words[2:])
         elif words and words[0] == "preferred":
             preferred = [_int(w, where) for w in words[1:]]
+        elif words == ["failback", "always"]:
+            failback = True
+        elif len(words) == 2 and words[0] == "failback" and "-" in words[1]:
+            start, end = words[1].split("-", 1)
+            failback, window = True, (_int(start, where), _int(end, where))
         else:
-            raise ScenarioError(f"{where}: cannot read {part!r}; use 'X needs Y' or 'preferred N M ...'")
-    return GroupConfig(name, resources, depends, preferred)
+            raise ScenarioError(f"{where}: cannot read {part!r}; use 'X needs Y', 'preferred N M ...', "
+                                "'failback always' or 'failback START-END' (hours)")
+    return GroupConfig(name, resources, depends, preferred, failback, window)
 
 
 class Runner:
@@ -177,6 +188,19 @@ class Runner:
             self.world.crash_after(self._node(words[1], where), words[3], words[4])
         elif verb == "crash":
             self.world.cluster.nodes[self._node(words[1], where)].crash()
+        elif verb == "restart":
+            n = self._node(words[1], where)
+            if self.world.cluster.nodes[n].up:
+                self.world.cluster.nodes[n].crash()  # a running (or halted) node's service is restarted
+            self.world.restart(n)
+        elif verb == "move" and len(words) == 4 and words[2] == "to":
+            self.world.move(self._group(words[1], where), self._node(words[3], where))
+        elif verb == "drain" and len(words) == 2:
+            self.world.drain(self._node(words[1], where))
+        elif verb == "resume" and len(words) == 2:
+            self.world.resume(self._node(words[1], where))
+        elif verb == "hour" and len(words) == 2:
+            self.world.set_hour(_int(words[1], where))
         elif verb == "update" and len(words) == 3 and "=" in words[2]:
             key, value = words[2].split("=", 1)
             self.world.submit_config(self._node(words[1], where), key, value)
@@ -193,8 +217,9 @@ class Runner:
             if not self._holds(command, where):
                 raise ScenarioError(f"{where}: expected '{command}' at {self.now} ms: {self._state()}")
         else:
-            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, partition, heal, "
-                                "update N KEY=VALUE, crash N after MACHINE EFFECT, stall disk MS, resume disk, expect")
+            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, restart, partition, heal, "
+                                "move GROUP to N, drain N, resume N, hour H, update N KEY=VALUE, "
+                                "crash N after MACHINE EFFECT, stall disk MS, resume disk, expect")
         self._note(command + ("" if verb == "expect" else f"   -> {self._state()}"))
 
     def _holds(self, command: str, where: str) -> bool:
@@ -212,6 +237,11 @@ class Runner:
             key, value = words[2].split("=", 1)
             nodes = [self._node(x, where) for x in words[4].split(",")]
             return all(self.world.extras[n].config.get(key, "") == value for n in nodes)
+        if words[1] in ("paused", "resumed") and len(words) == 3:
+            n, want = self._node(words[2], where), words[1] == "paused"
+            return all(bool(node.machines["failover"].record.paused[n]) == want
+                       for node in self.world.cluster.nodes.values()
+                       if node.up and node.machines["failover"].state == "Member")
         if words[1] == "members":
             want = {self._node(x, where) for x in words[2].split(",")}
             return all(self._members(n) == want for n in want)

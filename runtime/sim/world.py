@@ -55,7 +55,7 @@ Update = list[dict[str, Any]]  # owner changes {"group", "node"} and configurati
 #: the fields of each machine that a node keeps on its local disk across a restart
 DURABLE: Mapping[str, tuple[str, ...]] = {
     "membership": ("epoch", "round", "acked"),
-    "gum": ("last_seq",),
+    "gum": ("last_seq", "locker"),
     "failover": ("owner",),
 }
 
@@ -66,6 +66,8 @@ class GroupConfig:
     resources: Sequence[str]
     depends_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
     preferred: Sequence[int] = ()
+    failback: bool = False
+    failback_window: tuple[int, int] = (-1, -1)  # FailbackWindowStart, FailbackWindowEnd hours (-1: any)
 
 
 @dataclass
@@ -108,6 +110,9 @@ class World:
         self.cluster.step_hooks.append(self._after_step)
         #: every update whose sender heard ``committed``: sequence number -> payload
         self.committed: dict[int, Update] = {}
+        #: the quorum log on the quorum disk (disk quorum): every update the disk's holder applied, by number;
+        #: a later record with the same number replaces an orphan (decision 5)
+        self.disk_log: dict[int, Update] = {}
         self._armed: list[tuple[int, str, str]] = []  # (node, machine, effect name): crash right after it
         self.disk = SimReservationDevice(self.cluster.clock, nodes, self._disk_answer, trace=self.cluster.trace.append)
         for node in self.cluster.nodes.values():
@@ -129,7 +134,10 @@ class World:
             "membership": LiveMachine(make_membership_spec(n), me=me, **membership),
             "gum": LiveMachine(make_gum_spec(n), me=me),
             "failover": LiveMachine(make_failover_spec(n, gs), me=me, preferred=tuple(preferred),
-                                    takeover_wait_ms=d.DISK_TAKEOVER_WAIT_MS if disk else d.TAKEOVER_WAIT_MS),
+                                    takeover_wait_ms=d.DISK_TAKEOVER_WAIT_MS if disk else d.TAKEOVER_WAIT_MS,
+                                    failback=tuple(g.failback for g in self.groups),
+                                    failback_start=tuple(g.failback_window[0] for g in self.groups),
+                                    failback_end=tuple(g.failback_window[1] for g in self.groups)),
         }
         if disk:
             machines["arbitration"] = LiveMachine(make_arbitration_spec(n), me=me)
@@ -207,6 +215,8 @@ class World:
             out.append((group_machine_name(gi), event, args))
         if machine.startswith("group") and report.name in GROUP_TO_FAILOVER:
             out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
+        if machine == "arbitration" and report.name == "won":
+            self._replay_quorum_log(node)
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
             extra = self.extras[node.node_id]
             if report.name == "committed" and extra.pending is not None:
@@ -234,6 +244,9 @@ class World:
             node.feed(group_machine_name(int(args["group"])), "online", node=me)
         elif machine == "failover" and effect.name == "group_offline":
             node.feed(group_machine_name(int(args["group"])), "offline")
+        elif machine == "failover" and effect.name == "groups_offline":
+            for g in args["groups"]:
+                node.feed(group_machine_name(int(g)), "offline")
         elif machine == "failover" and effect.name == "halt_groups":
             self._halt_groups(node)
         elif machine == "gum" and effect.name == "apply":
@@ -241,9 +254,13 @@ class World:
             if seq not in extra.store:  # the locker applies a lock request's payload first
                 holder = node.machines["gum"].record.lock_holder
                 extra.store[seq] = extra.incoming.get(holder, extra.pending or [])
+            if self.quorum == "disk" and self.disk.holder == me:
+                self.disk_log[seq] = extra.store[seq]  # written through the reservation: only its holder can
             for change in extra.store[seq]:
                 if "key" in change:
                     extra.config[str(change["key"])] = str(change["value"])
+                elif "pause" in change:
+                    node.feed("failover", "paused_applied", node=change["pause"], paused=change["paused"])
                 else:
                     node.feed("failover", "owner_applied", group=change["group"], node=change["node"])
         elif machine == "gum" and effect.name == "persist":
@@ -257,8 +274,70 @@ class World:
             self._drive(node, machine, effect.name)
         elif machine == "arbitration":
             self.disk.carry_out(me, effect)
+        elif machine == "membership" and effect.name == "load_database":
+            self._load_database(node, int(args["sponsor"]))
         elif machine == "node" or effect.kind == "command":
             pass
+
+    def _load_database(self, node: SimNode, sponsor: int) -> None:
+        """The database transfer of a join: this node installs a membership behind its sponsor, so it takes
+        the sponsor's database (updates up to the sponsor's last, the configuration, group owners and paused
+        nodes) and drops whatever it had beyond it (orphans).  The simulator copies it at this instant; the
+        daemon sends a snapshot over the transport."""
+        source = self.cluster.nodes[sponsor]
+        if sponsor == node.node_id or not source.up:
+            return  # a dead sponsor cannot send: this node stays behind and GUM halts it at the next gap
+        seq = int(source.machines["gum"].record.last_seq)
+        mine, theirs = self.extras[node.node_id], self.extras[sponsor]
+        mine.store = {k: v for k, v in theirs.store.items() if k <= seq}
+        mine.config = dict(theirs.config)
+        theirs_gum = source.machines["gum"].record
+        node.feed("gum", "database_loaded", seq=seq, locker=int(theirs_gum.locker),
+                  **{f"alive{k}": int(m) for k, m in enumerate(theirs_gum.members)})
+        owners = source.machines["failover"].record
+        for g, owner in enumerate(owners.owner):
+            node.feed("failover", "owner_applied", group=g, node=int(owner))
+        for k, paused in enumerate(owners.paused):
+            node.feed("failover", "paused_applied", node=k, paused=int(paused))
+
+    def _replay_quorum_log(self, node: SimNode) -> None:
+        """A node that wins the quorum disk replays the quorum log before it forms or joins with the disk:
+        the partition-in-time rule (a node that was down while others changed the configuration must not
+        form with its stale database).  The log is the authority up to its last record."""
+        if not self.disk_log:
+            return
+        mine = self.extras[node.node_id]
+        last = int(node.machines["gum"].record.last_seq)
+        top = max(self.disk_log)
+        if top <= last and all(mine.store.get(k) == v for k, v in self.disk_log.items()):
+            return
+        mine.store = {**{k: v for k, v in mine.store.items() if k > top}, **self.disk_log}
+        self._rebuild(node, max(top, last))
+
+    def _rebuild(self, node: SimNode, seq: int) -> None:
+        """Recompute what a node derives from its updates 1..seq (configuration, group owners) and give its
+        GUM the new history."""
+        mine = self.extras[node.node_id]
+        mine.config = {}
+        owners: dict[int, int] = {}
+        paused: dict[int, int] = {}
+        for k in sorted(mine.store):
+            if k > seq:
+                break
+            for change in mine.store[k]:
+                if "key" in change:
+                    mine.config[str(change["key"])] = str(change["value"])
+                elif "pause" in change:
+                    paused[int(change["pause"])] = int(change["paused"])
+                else:
+                    owners[int(change["group"])] = int(change["node"])
+        gum = node.machines["gum"].record
+        node.feed("gum", "database_loaded", seq=seq, locker=int(gum.locker),
+                  **{f"alive{k}": int(m) for k, m in enumerate(gum.members)})
+        for g, owner in sorted(owners.items()):
+            node.feed("failover", "owner_applied", group=g, node=owner)
+        for k, p in sorted(paused.items()):
+            node.feed("failover", "paused_applied", node=k, paused=p)
 
     def _disk_answer(self, node: int, event: str) -> None:
         self.cluster.nodes[node].feed("arbitration", event)
@@ -271,6 +350,24 @@ class World:
             return
         self.extras[node].queue.append([{"key": key, "value": value}])
         self._next_submit(sim)
+
+    def move(self, group: int, node: int) -> None:
+        """An administrator moves a group: the request goes to the node that runs it (as an RPC would)."""
+        for owner in self.online_on(group) or self.running_on(group):
+            self.cluster.nodes[owner].feed("failover", "move_requested", group=group, node=node)
+
+    def drain(self, node: int) -> None:
+        """An administrator pauses a node and moves its groups away."""
+        self.cluster.nodes[node].feed("failover", "drain_requested")
+
+    def resume(self, node: int, via: int | None = None) -> None:
+        """An administrator resumes a paused node (through ``via``, or the node itself)."""
+        self.cluster.nodes[node if via is None else via].feed("failover", "pause_requested", node=node, paused=0)
+
+    def set_hour(self, hour: int) -> None:
+        """Every node's clock shows a new hour of the day."""
+        for sim in self.cluster.nodes.values():
+            sim.feed("failover", "hour_changed", hour=hour)
 
     def crash_after(self, node: int, machine: str, effect: str) -> None:
         """Crash ``node`` right after the next step in which its ``machine`` emits ``effect``."""
