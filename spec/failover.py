@@ -182,7 +182,15 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         return Select(r.moving, e.group) != NO_NODE
     halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
     rows = (
-        Transition("installed", (OUT, MEMBER), MEMBER, guard=newer_and_included, update=install,
+        Transition("installed", (OUT,), MEMBER, guard=newer_and_included,
+                   update=lambda r, e: {**install(r, e), "running": tuple(r.owner[g] == r.me for g in gs)},
+                   effects=(wait_for_halts, check_failback_later,
+                            Effect("command", "groups_online",
+                                   lambda r, e, r2: {"groups": [g for g in gs if r.owner[g] == r.me]},
+                                   when=lambda r, e: Exists(gs, lambda g: r.owner[g] == r.me))),
+                   doc="this node (re)joins: its database is current (loaded from the sponsor if it was behind), "
+                       "so the groups it names this node as owner of run nowhere else: bring them online here"),
+        Transition("installed", (MEMBER,), MEMBER, guard=newer_and_included, update=install,
                    effects=(wait_for_halts, check_failback_later),
                    doc="a new membership with this node: the lowest member waits until every node left out "
                        "has halted (takeover_wait), then places the orphaned groups"),

@@ -244,6 +244,9 @@ class World:
             node.feed(group_machine_name(int(args["group"])), "online", node=me)
         elif machine == "failover" and effect.name == "group_offline":
             node.feed(group_machine_name(int(args["group"])), "offline")
+        elif machine == "failover" and effect.name == "groups_online":
+            for g in args["groups"]:
+                node.feed(group_machine_name(int(g)), "online", node=me)
         elif machine == "failover" and effect.name == "groups_offline":
             for g in args["groups"]:
                 node.feed(group_machine_name(int(g)), "offline")

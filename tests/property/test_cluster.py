@@ -168,3 +168,16 @@ def test_a_locker_in_a_superseded_epoch_loses_its_orphan() -> None:
         problems += world.update_violations()
     assert world.committed, "nothing was committed: the story did not happen"
     assert not problems, problems
+
+
+def test_an_owner_that_crashes_and_restarts_at_once_brings_its_groups_back() -> None:
+    """The owner of web dies and its service restarts before anybody notices: it rejoins with a current
+    database that still names it the owner, so nobody else will take web over; it must bring web back."""
+    world = World(NODES, GROUPS, seed=0)
+    world.boot_all()
+    world.cluster.run_for(2000)
+    assert world.online_on(0) == [0]
+    world.cluster.nodes[0].crash()
+    world.restart(0)
+    world.cluster.run_for(3000)
+    assert world.online_on(0) == [0] and world.online_on(1) == [2]
