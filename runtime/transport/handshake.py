@@ -169,6 +169,15 @@ def _refuse(
     raise HandshakeRefused(reason, message, peer_id=peer_id, by_peer=False)
 
 
+def _check_cluster(codec: FrameCodec, writer: asyncio.StreamWriter, me: Identity, greeting: _Greeting,
+                   peer_id: int | None) -> None:
+    """Refuse a peer that greets with another cluster's name."""
+    if greeting.cluster != me.cluster:
+        _refuse(codec, writer, "wrong-cluster",
+                f"the peer is in cluster {greeting.cluster!r}, this node in {me.cluster!r}: check the cluster name",
+                peer_id)
+
+
 class PendingAccept:
     """A dialer the listener has authenticated; :meth:`accept` admits it."""
 
@@ -205,14 +214,7 @@ async def accept(
         _, hello = await _expect(codec, reader, FrameType.HELLO)
         greeting = _parse_greeting(hello, "HELLO")
         peer_id = greeting.node
-        if greeting.cluster != me.cluster:
-            _refuse(
-                codec,
-                writer,
-                "wrong-cluster",
-                f"the peer is in cluster {greeting.cluster!r}, this node in {me.cluster!r}: check the cluster name",
-                peer_id,
-            )
+        _check_cluster(codec, writer, me, greeting, peer_id)
         if greeting.node == me.node_id:
             _refuse(
                 codec,
@@ -262,14 +264,7 @@ async def dial(
         if kind is FrameType.REFUSED:
             raise _refused_by_peer(challenge, peer_id)
         greeting = _parse_greeting(challenge, "CHALLENGE")
-        if greeting.cluster != me.cluster:
-            _refuse(
-                codec,
-                writer,
-                "wrong-cluster",
-                f"the peer is in cluster {greeting.cluster!r}, this node in {me.cluster!r}: check the cluster name",
-                greeting.node,
-            )
+        _check_cluster(codec, writer, me, greeting, greeting.node)
         if expect_peer is not None and greeting.node != expect_peer:
             _refuse(
                 codec,
