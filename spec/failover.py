@@ -28,7 +28,7 @@ from typing import Any
 
 from wolfpack.spec import defaults as d
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, all_of, named, negation
-from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Select, Store
+from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Or, Select, Store
 from wolfpack.spec.placement import ClusterView, GroupPlacement, failback_window_open, place_all
 
 OUT = "Out"
@@ -70,6 +70,10 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         best = best_preferred(r, g)
         return And(r.failback[g], failback_window_open(r.failback_start[g], r.failback_end[g], r.hour),
                    r.running[g], r.owner[g] == r.me, r.moving[g] == NO_NODE, best != NO_NODE, best != r.me)
+
+    def resumable(r: Any, g: int) -> Any:
+        """After a rejoin: a group the database names this node the owner of, not running here."""
+        return And(r.rejoining, r.owner[g] == r.me, Not(r.running[g]))
 
     def draining(r: Any, g: int) -> Any:
         return And(r.running[g], r.moving[g] == NO_NODE)
@@ -156,7 +160,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                 "moving": tuple(If(running[g], r.moving[g], NO_NODE) for g in gs)}
 
     def leave(r: Any, e: Any) -> dict[str, Any]:
-        return {"members": (False,) * n, "running": (False,) * groups, "moving": (NO_NODE,) * groups}
+        return {"members": (False,) * n, "running": (False,) * groups, "moving": (NO_NODE,) * groups,
+                "rejoining": False}
 
     def set_owner(r: Any, e: Any) -> dict[str, Any]:
         return {"owner": Store(r.owner, e.group, e.node)}
@@ -183,13 +188,21 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
     rows = (
         Transition("installed", (OUT,), MEMBER, guard=newer_and_included,
-                   update=lambda r, e: {**install(r, e), "running": tuple(r.owner[g] == r.me for g in gs)},
+                   update=lambda r, e: {**install(r, e), "rejoining": True},
                    effects=(wait_for_halts, check_failback_later,
-                            Effect("command", "groups_online",
-                                   lambda r, e, r2: {"groups": [g for g in gs if r.owner[g] == r.me]},
-                                   when=lambda r, e: Exists(gs, lambda g: r.owner[g] == r.me))),
-                   doc="this node (re)joins: its database is current (loaded from the sponsor if it was behind), "
-                       "so the groups it names this node as owner of run nowhere else: bring them online here"),
+                            Effect("start_timer", "resume_owned_elapsed",
+                                   lambda r, e, r2: {"ms": r.takeover_wait_ms})),
+                   doc="this node (re)joins with a current database (loaded from the sponsor if it was behind); "
+                       "after the take-over wait, when owner updates in flight at the regroup are settled, it "
+                       "brings back the groups the database still names it the owner of"),
+        Transition("resume_owned_elapsed", (MEMBER,), None,
+                   update=lambda r, e: {"rejoining": False,
+                                        "running": tuple(Or(r.running[g], resumable(r, g)) for g in gs)},
+                   effects=(Effect("command", "groups_online",
+                                   lambda r, e, r2: {"groups": [g for g in gs if resumable(r, g)]},
+                                   when=lambda r, e: Exists(gs, lambda g: resumable(r, g))),),
+                   doc="groups this rejoined node owns run nowhere else (others run only what they own): "
+                       "bring them online here"),
         Transition("installed", (MEMBER,), MEMBER, guard=newer_and_included, update=install,
                    effects=(wait_for_halts, check_failback_later),
                    doc="a new membership with this node: the lowest member waits until every node left out "
@@ -266,6 +279,7 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Ignore("failover_needed", (OUT,), "everything here is stopped"),
         Ignore("takeover_elapsed", (OUT,), "a late timer"),
         Ignore("failback_check_elapsed", (OUT,), "a late timer"),
+        Ignore("resume_owned_elapsed", (OUT,), "a late timer"),
         Ignore("group_stopped", (OUT,), "everything here is stopped"),
         Ignore("move_requested", (OUT,), "this node is not in the cluster: ask a member", reject=True),
         Ignore("drain_requested", (OUT,), "this node is not in the cluster: nothing to drain", reject=True),
@@ -291,6 +305,7 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Event("group_stopped", "this node's group machine reports the group offline", (group_arg,)),
         Event("hour_changed", "clock: the local hour of day changed", (Arg("hour", 0, 24, "hour 0-23", hi_max=24),)),
         Event("failback_check_elapsed", "timer: look for groups that should fail back"),
+        Event("resume_owned_elapsed", "timer: a rejoined node brings back the groups it still owns"),
     )
     fields = (
         Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),
@@ -303,6 +318,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Field("failback_end", int, (d.FAILBACK_WINDOW_NONE,) * groups, "FailbackWindowEnd hour per group "
               "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, param=True, length=groups),
         Field("hour", int, 0, "local hour of day, from clock events", lo=0, hi=23),
+        Field("rejoining", bool, False, "joined from outside the cluster; its owned groups come back after the "
+              "take-over wait"),
         Field("moving", int, (NO_NODE,) * groups, "groups being handed over: target node (-2: the best node but "
               "this one, -1: none)", lo=ANYWHERE, hi=n - 1, length=groups),
         Field("takeover_wait_ms", int, d.TAKEOVER_WAIT_MS, "wait before taking over the groups of nodes "
