@@ -294,14 +294,9 @@ class World:
         mine, theirs = self.extras[node.node_id], self.extras[sponsor]
         mine.store = {k: v for k, v in theirs.store.items() if k <= seq}
         mine.config = dict(theirs.config)
-        theirs_gum = source.machines["gum"].record
-        node.feed("gum", "database_loaded", seq=seq, locker=int(theirs_gum.locker),
-                  **{f"alive{k}": int(m) for k, m in enumerate(theirs_gum.members)})
-        owners = source.machines["failover"].record
-        for g, owner in enumerate(owners.owner):
-            node.feed("failover", "owner_applied", group=g, node=int(owner))
-        for k, paused in enumerate(owners.paused):
-            node.feed("failover", "paused_applied", node=k, paused=int(paused))
+        table = source.machines["failover"].record
+        self._adopt(node, seq, source.machines["gum"].record, dict(enumerate(table.owner)),
+                    dict(enumerate(table.paused)))
 
     def _replay_quorum_log(self, node: SimNode) -> None:
         """A node that wins the quorum disk replays the quorum log before it forms or joins with the disk:
@@ -334,13 +329,18 @@ class World:
                     paused[int(change["pause"])] = int(change["paused"])
                 else:
                     owners[int(change["group"])] = int(change["node"])
-        gum = node.machines["gum"].record
+        self._adopt(node, seq, node.machines["gum"].record, owners, paused)
+
+    @staticmethod
+    def _adopt(node: SimNode, seq: int, gum: Any, owners: Mapping[int, int], paused: Mapping[int, int]) -> None:
+        """Give a node's machines a database it took: GUM's history up to ``seq`` with the locker and members of
+        ``gum`` (the record of the node it came from), then the group owners and paused nodes it holds."""
         node.feed("gum", "database_loaded", seq=seq, locker=int(gum.locker),
                   **{f"alive{k}": int(m) for k, m in enumerate(gum.members)})
         for g, owner in sorted(owners.items()):
-            node.feed("failover", "owner_applied", group=g, node=owner)
+            node.feed("failover", "owner_applied", group=g, node=int(owner))
         for k, p in sorted(paused.items()):
-            node.feed("failover", "paused_applied", node=k, paused=p)
+            node.feed("failover", "paused_applied", node=k, paused=int(p))
 
     def _disk_answer(self, node: int, event: str) -> None:
         self.cluster.nodes[node].feed("arbitration", event)
