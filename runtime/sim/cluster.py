@@ -26,22 +26,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wolfpack.errors import InvalidEvent
 from wolfpack.machines import LiveMachine
+from wolfpack.runtime.node.host import MachineHost, Routed, TimerKey
 from wolfpack.runtime.sim.clock import Handle, VirtualClock
 from wolfpack.runtime.sim.network import LinkPolicy, SimNetwork
 from wolfpack.spec.core import Emitted
 from wolfpack.spec.wiring import route
 
 #: (node, machine name, report) -> list of (machine, trigger, args) to feed on that node
-Wiring = Callable[["SimNode", str, Emitted], list[tuple[str, str, dict[str, Any]]]]
+Wiring = Callable[["SimNode", str, Emitted], Routed]
 
 
-def no_wiring(node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
+def no_wiring(node: SimNode, machine: str, report: Emitted) -> Routed:
     return []
 
 
-def spec_wiring(node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
+def spec_wiring(node: SimNode, machine: str, report: Emitted) -> Routed:
     """The wiring of ``wolfpack.spec.wiring`` among the machines the node has."""
     return route(machine, report.name, report.args, set(node.machines))
 
@@ -59,62 +59,49 @@ ReceiveHook = Callable[["SimNode", int, Message], None]
 
 
 @dataclass
-class SimNode:
+class SimNode(MachineHost):
     node_id: int
     cluster: SimCluster
     machines: dict[str, LiveMachine]
-    timers: dict[tuple[str, str], Handle] = field(default_factory=dict)
+    timers: dict[TimerKey, Handle] = field(default_factory=dict)
     commands: list[tuple[int, str, Emitted]] = field(default_factory=list)
     up: bool = True
     send_hook: SendHook | None = None
     receive_hook: ReceiveHook | None = None
 
-    def feed(self, machine: str, trigger: str, **args: Any) -> None:
-        """Give one event to one machine and carry out what it asks."""
-        if not self.up:
-            return
-        live = self.machines[machine]
-        try:
-            effects = live.step(trigger, **args)
-        except InvalidEvent as exc:
-            self.cluster.log(self, machine, {"trigger": trigger, "args": args, "rejected": str(exc)})
-            return
-        step = live.last
-        assert step is not None
-        self.cluster.log(self, machine, {"trigger": trigger, "args": dict(args), "source": step.source,
-                                         "dest": step.dest, "outcome": step.outcome,
-                                         "effects": [e.as_dict() for e in effects]})
-        for effect in effects:
-            self._carry_out(machine, effect)
+    def running(self) -> bool:
+        return self.up
 
-    def _carry_out(self, machine: str, effect: Emitted) -> None:
-        args = dict(effect.args)
-        if effect.kind == "send":
-            to = args.pop("to")
-            targets = [n for n in self.cluster.node_ids if n != self.node_id] if to == -1 else [to]
-            message = Message(machine, effect.name, args)
-            if self.send_hook is not None:
-                message = self.send_hook(self, message)
-            for dst in targets:
-                self.cluster.network.send(self.node_id, dst, message)
-        elif effect.kind == "start_timer":
-            key = (machine, effect.name)
-            if key in self.timers:
-                self.timers[key].cancel()
-            self.timers[key] = self.cluster.clock.call_later(
-                int(args["ms"]), lambda: self._fire(key), f"timer {self.node_id}/{machine}/{effect.name}")
-        elif effect.kind == "cancel_timer":
-            handle = self.timers.pop((machine, effect.name), None)
-            if handle is not None:
-                handle.cancel()
-        elif effect.kind == "report":
-            for target, trigger, targs in self.cluster.wiring(self, machine, effect):
-                self.feed(target, trigger, **targs)
-        else:
-            self.commands.append((self.cluster.clock.now, machine, effect))
-            self.cluster.on_command(self, machine, effect)
+    def log_step(self, machine: str, record: dict[str, Any]) -> None:
+        self.cluster.log(self, machine, record)
 
-    def _fire(self, key: tuple[str, str]) -> None:
+    def send(self, machine: str, name: str, to: int, args: Mapping[str, Any]) -> None:
+        targets = [n for n in self.cluster.node_ids if n != self.node_id] if to == -1 else [to]
+        message = Message(machine, name, args)
+        if self.send_hook is not None:
+            message = self.send_hook(self, message)
+        for dst in targets:
+            self.cluster.network.send(self.node_id, dst, message)
+
+    def start_timer(self, key: TimerKey, ms: int) -> None:
+        if key in self.timers:
+            self.timers[key].cancel()
+        self.timers[key] = self.cluster.clock.call_later(
+            ms, lambda: self._fire(key), f"timer {self.node_id}/{key[0]}/{key[1]}")
+
+    def cancel_timer(self, key: TimerKey) -> None:
+        handle = self.timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def route(self, machine: str, report: Emitted) -> Routed:
+        return self.cluster.wiring(self, machine, report)
+
+    def command(self, machine: str, effect: Emitted) -> None:
+        self.commands.append((self.cluster.clock.now, machine, effect))
+        self.cluster.on_command(self, machine, effect)
+
+    def _fire(self, key: TimerKey) -> None:
         self.timers.pop(key, None)
         self.feed(key[0], key[1])
 

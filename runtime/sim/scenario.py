@@ -236,7 +236,7 @@ class Runner:
         if words[1] == "config" and len(words) == 5 and words[3] == "on" and "=" in words[2]:
             key, value = words[2].split("=", 1)
             nodes = [self._node(x, where) for x in words[4].split(",")]
-            return all(self.world.extras[n].config.get(key, "") == value for n in nodes)
+            return all(self.world.config(n).get(key, "") == value for n in nodes)
         if words[1] in ("paused", "resumed") and len(words) == 3:
             n, want = self._node(words[2], where), words[1] == "paused"
             return all(bool(node.machines["failover"].record.paused[n]) == want

@@ -3,15 +3,13 @@ resources with a simulated resource driver, and the cluster-wide invariants.
 
 Per node the world runs the heartbeat, membership, global update (GUM) and
 failover machines, one group machine per group and one resource machine per
-resource, all built from ``spec/`` and wired by ``spec/wiring.py``.  It only
-carries out effects:
+resource, all built from ``spec/`` (:mod:`wolfpack.runtime.node.layout`) and
+wired by ``spec/wiring.py``.  Each node's effects are carried out by the
+:class:`~wolfpack.runtime.node.app.NodeApp` the daemon runs too (GUM payloads
+beside their messages, one update at a time, groups and resources driven by
+the failover manager); the world supplies what a real node would do with
+devices and disks:
 
-* GUM payloads (lists of owner changes) travel beside ``lock_request`` and
-  ``apply_update`` messages and are applied on ``command apply``;
-* the failover manager's ``submit_owners`` are queued and submitted one at a
-  time; ``group_online`` / ``group_offline`` / ``halt_groups`` drive the
-  local group machines, whose ``online_resources`` / ``offline_resources``
-  drive the resource machines;
 * a resource's ``call Online`` / ``call Offline`` is answered by the
   simulated driver after ``op_ms`` (``call Terminate`` is immediate);
 * with ``quorum="disk"`` every node also runs the arbitration machine, whose
@@ -34,63 +32,41 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wolfpack.machines import LiveMachine
+from wolfpack.runtime.node.app import FailoverEvent, Hooks, NodeApp, Update, change_events
+from wolfpack.runtime.node.app import group_machine_name as group_machine_name
+from wolfpack.runtime.node.app import resource_machine_name as resource_machine_name
+from wolfpack.runtime.node.layout import DURABLE, QUORUMS, node_machines
+from wolfpack.runtime.node.layout import GroupConfig as GroupConfig
 from wolfpack.runtime.sim.cluster import Message, SimCluster, SimNode
 from wolfpack.runtime.sim.device import SimReservationDevice
 from wolfpack.runtime.sim.network import LinkPolicy
-from wolfpack.spec import defaults as d
-from wolfpack.spec import dependencies
-from wolfpack.spec.arbitration import make_arbitration_spec
 from wolfpack.spec.core import Emitted
-from wolfpack.spec.failover import make_failover_spec
-from wolfpack.spec.group import make_group_spec
-from wolfpack.spec.gum import make_gum_spec
-from wolfpack.spec.heartbeat import make_heartbeat_spec
-from wolfpack.spec.membership import make_membership_spec
-from wolfpack.spec.quorum import QuorumKind
-from wolfpack.spec.resource import SPEC as RESOURCE_SPEC
-from wolfpack.spec.wiring import GROUP_TO_FAILOVER, RESOURCE_TO_GROUP, route
 
-Update = list[dict[str, Any]]  # owner changes {"group", "node"} and configuration changes {"key", "value"}
-
-#: the fields of each machine that a node keeps on its local disk across a restart
-DURABLE: Mapping[str, tuple[str, ...]] = {
-    "membership": ("epoch", "round", "acked"),
-    "gum": ("last_seq", "locker"),
-    "failover": ("owner",),
-}
-
-
-@dataclass(frozen=True)
-class GroupConfig:
-    name: str
-    resources: Sequence[str]
-    depends_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    preferred: Sequence[int] = ()
-    failback: bool = False
-    failback_window: tuple[int, int] = (-1, -1)  # FailbackWindowStart, FailbackWindowEnd hours (-1: any)
+__all__ = ["DURABLE", "QUORUMS", "GroupConfig", "SimDatabase", "World", "group_machine_name",
+           "resource_machine_name"]
 
 
 @dataclass
-class NodeExtras:
-    """Per-node runtime state that is not a machine's: GUM payloads, the submit queue."""
+class SimDatabase:
+    """A simulated node's database: the configuration (``KEY=VALUE`` updates); owners and paused nodes live in
+    the failover manager's record.  Updates are lists of changes: ``{"group", "node"}`` (an owner),
+    ``{"pause", "paused"}`` and ``{"key", "value"}``."""
 
-    pending: Update | None = None  # the update this node's GUM is submitting
-    store: dict[int, Update] = field(default_factory=dict)  # payload by sequence number
-    incoming: dict[int, Update] = field(default_factory=dict)  # lock requests' payloads, by sender
-    queue: list[Update] = field(default_factory=list)
-    config: dict[str, str] = field(default_factory=dict)  # the replicated configuration: KEY=VALUE updates
+    config: dict[str, str] = field(default_factory=dict)
 
+    def encode(self, changes: Update) -> Update:
+        return changes
 
-#: quorum kinds of the simulated world: Majority Node Set, or the shared quorum disk
-QUORUMS = ("mns", "disk")
+    def check(self, seq: int, payload: Update) -> str | None:
+        return None
 
-
-def group_machine_name(g: int) -> str:
-    return f"group{g}"
-
-
-def resource_machine_name(g: int, i: int) -> str:
-    return f"res{g}.{i}"
+    def apply(self, seq: int, payload: Update) -> list[FailoverEvent]:
+        events: list[FailoverEvent] = []
+        for change in payload:
+            if "key" in change:
+                self.config[str(change["key"])] = str(change["value"])
+            events += change_events(change)
+        return events
 
 
 class World:
@@ -102,7 +78,6 @@ class World:
         self.groups = list(groups)
         self.op_ms = op_ms
         self.quorum = quorum
-        self.extras = {i: NodeExtras() for i in range(nodes)}
         self._restart_threshold = restart_threshold
         self.cluster = SimCluster(self._machines_for, nodes, seed=seed, wiring=self._wiring,
                                   policy=policy or LinkPolicy(min_delay_ms=1, max_delay_ms=3),
@@ -115,40 +90,31 @@ class World:
         self.disk_log: dict[int, Update] = {}
         self._armed: list[tuple[int, str, str]] = []  # (node, machine, effect name): crash right after it
         self.disk = SimReservationDevice(self.cluster.clock, nodes, self._disk_answer, trace=self.cluster.trace.append)
+        self.apps = {i: self._app(node, SimDatabase(), {}) for i, node in self.cluster.nodes.items()}
         for node in self.cluster.nodes.values():
             node.send_hook = self._attach_payload
             node.receive_hook = self._take_payload
 
     # -- building the nodes --------------------------------------------------------
     def _machines_for(self, me: int) -> dict[str, LiveMachine]:
-        n, gs = self.n, len(self.groups)
-        preferred = []
-        for g in self.groups:
-            row = list(g.preferred)[:n]
-            preferred += row + [-1] * (n - len(row))
-        disk = self.quorum == "disk"
-        membership = {"kind": QuorumKind.DISK, "max_rounds": -(-d.DISK_REGROUP_WINDOW_MS // d.REGROUP_STAGE_MS)
-                      } if disk else {}
-        machines = {
-            "heartbeat": LiveMachine(make_heartbeat_spec(n), me=me),
-            "membership": LiveMachine(make_membership_spec(n), me=me, **membership),
-            "gum": LiveMachine(make_gum_spec(n), me=me),
-            "failover": LiveMachine(make_failover_spec(n, gs), me=me, preferred=tuple(preferred),
-                                    takeover_wait_ms=d.DISK_TAKEOVER_WAIT_MS if disk else d.TAKEOVER_WAIT_MS,
-                                    failback=tuple(g.failback for g in self.groups),
-                                    failback_start=tuple(g.failback_window[0] for g in self.groups),
-                                    failback_end=tuple(g.failback_window[1] for g in self.groups)),
-        }
-        if disk:
-            machines["arbitration"] = LiveMachine(make_arbitration_spec(n), me=me)
-        for gi, g in enumerate(self.groups):
-            machines[group_machine_name(gi)] = LiveMachine(
-                make_group_spec(len(g.resources)), dep=dependencies.matrix(g.resources, g.depends_on), nodes=n,
-                failover_threshold=max(n - 1, 0))
-            for ri in range(len(g.resources)):
-                machines[resource_machine_name(gi, ri)] = LiveMachine(
-                    RESOURCE_SPEC, restart_threshold=self._restart_threshold)
-        return machines
+        return node_machines(me, self.n, self.groups, self.quorum, restart_threshold=self._restart_threshold)
+
+    def _app(self, node: SimNode, database: SimDatabase, store: dict[int, Update]) -> NodeApp:
+        me = node.node_id
+        hooks = Hooks(drive=lambda machine, entry: self._drive(node, machine, entry),
+                      device=lambda effect: self.disk.carry_out(me, effect),
+                      load_database=lambda sponsor: self._load_database(node, sponsor),
+                      disk_won=lambda: self._replay_quorum_log(node),
+                      applied=lambda seq, payload: self._applied(me, seq, payload),
+                      committed=self.committed.__setitem__,
+                      defer=lambda fn, what: self.cluster.clock.call_later(0, fn, what))
+        return NodeApp(node, database, hooks, store=store)
+
+    def config(self, node: int) -> dict[str, str]:
+        """The replicated configuration as node ``node`` has it."""
+        database = self.apps[node].database
+        assert isinstance(database, SimDatabase)
+        return database.config
 
     def boot(self, node: int) -> None:
         sim = self.cluster.nodes[node]
@@ -165,8 +131,10 @@ class World:
         for name, fields in DURABLE.items():
             kept = {f: getattr(old[name].record, f) for f in fields}
             sim.machines[name].record = sim.machines[name].record.replace(**kept)
-        kept = self.extras[node]
-        self.extras[node] = NodeExtras(store=kept.store, config=kept.config)
+        kept_app = self.apps[node]
+        database = kept_app.database
+        assert isinstance(database, SimDatabase)
+        self.apps[node] = self._app(sim, database, kept_app.store)
         sim.up = True
         self.cluster.network.restart(node)
         self.boot(node)
@@ -177,110 +145,31 @@ class World:
 
     # -- GUM payloads ride beside their messages ---------------------------------------
     def _attach_payload(self, node: SimNode, message: Message) -> Message:
-        extra = self.extras[node.node_id]
-        if message.machine == "gum" and message.name == "lock_request":
-            return Message(message.machine, message.name, message.args, payload=extra.pending)
-        if message.machine == "gum" and message.name == "apply_update":
-            return Message(message.machine, message.name, message.args,
-                           payload=extra.store.get(int(message.args["seq"])))
-        return message
+        payload = self.apps[node.node_id].attach_payload(message.machine, message.name, message.args)
+        return message if payload is None else Message(message.machine, message.name, message.args, payload)
 
     def _take_payload(self, node: SimNode, src: int, message: Message) -> None:
-        extra = self.extras[node.node_id]
-        if message.machine == "gum" and message.name == "lock_request":
-            extra.incoming[src] = message.payload or []
-        elif message.machine == "gum" and message.name == "apply_update" and message.payload is not None:
-            self._keep(node, int(message.args["seq"]), message.payload)
-        elif message.machine == "gum" and message.name == "lock_granted" and extra.pending is not None:
-            self._keep(node, int(message.args["seq"]), extra.pending)
-
-    def _keep(self, node: SimNode, seq: int, payload: Update) -> None:
-        """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
-        payload replaces an older one: an update numbered by a locker that died before anyone else had it is
-        an orphan, and the new locker gives its number to another update (decision 5)."""
-        store = self.extras[node.node_id].store
-        if seq > node.machines["gum"].record.last_seq:
-            store[seq] = payload
-        else:
-            store.setdefault(seq, payload)
+        self.apps[node.node_id].take_payload(src, message.machine, message.name, message.args, message.payload)
 
     # -- effects that are not messages or timers -----------------------------------------
     def _wiring(self, node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
-        out = route(machine, report.name, report.args, set(node.machines))
-        if machine.startswith("res") and report.name in RESOURCE_TO_GROUP:
-            gi, ri = (int(x) for x in machine[3:].split("."))
-            event = RESOURCE_TO_GROUP[report.name]
-            takes_index = any(a.name == "i" for a in node.machines[group_machine_name(gi)].spec.event(event).args)
-            args = {"i": ri} if takes_index else {}
-            out.append((group_machine_name(gi), event, args))
-        if machine.startswith("group") and report.name in GROUP_TO_FAILOVER:
-            out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
-        if machine == "arbitration" and report.name == "won":
-            self._replay_quorum_log(node)
-        if machine == "gum" and report.name in ("committed", "aborted", "refused"):
-            extra = self.extras[node.node_id]
-            if report.name == "committed" and extra.pending is not None:
-                self.committed[int(report.args["seq"])] = extra.pending
-            extra.pending = None
-        return out
+        return self.apps[node.node_id].route(machine, report)
 
     def _after_step(self, node: SimNode, machine: str, entry: dict[str, Any]) -> None:
-        """When GUM is idle again, submit the next queued update (after the current step); crash a node
-        armed to die right after one of its effects (its other effects of that step still happen)."""
+        """Crash a node armed to die right after one of its effects (its other effects of that step still
+        happen); when GUM is idle again, submit the next queued update (after the current step)."""
         for arm in list(self._armed):
             if arm[:2] == (node.node_id, machine) and any(e.get("name") == arm[2] for e in entry.get("effects", [])):
                 self._armed.remove(arm)
                 self.cluster.clock.call_later(0, node.crash, f"armed crash of {node.node_id}")
-        extra = self.extras[node.node_id]
-        if machine == "gum" and entry.get("dest") == "Idle" and extra.pending is None and extra.queue:
-            self.cluster.clock.call_later(0, lambda: self._next_submit(node), f"submit {node.node_id}")
+        self.apps[node.node_id].after_step(machine, entry)
 
     def _command(self, node: SimNode, machine: str, effect: Emitted) -> None:
-        me, extra, args = node.node_id, self.extras[node.node_id], effect.args
-        if machine == "failover" and effect.name == "submit_owners":
-            extra.queue.append(list(args["updates"]))
-            self._next_submit(node)
-        elif machine == "failover" and effect.name == "group_online":
-            node.feed(group_machine_name(int(args["group"])), "online", node=me)
-        elif machine == "failover" and effect.name == "group_offline":
-            node.feed(group_machine_name(int(args["group"])), "offline")
-        elif machine == "failover" and effect.name == "groups_online":
-            for g in args["groups"]:
-                node.feed(group_machine_name(int(g)), "online", node=me)
-        elif machine == "failover" and effect.name == "groups_offline":
-            for g in args["groups"]:
-                node.feed(group_machine_name(int(g)), "offline")
-        elif machine == "failover" and effect.name == "halt_groups":
-            self._halt_groups(node)
-        elif machine == "gum" and effect.name == "apply":
-            seq = int(args["seq"])
-            if seq not in extra.store:  # the locker applies a lock request's payload first
-                holder = node.machines["gum"].record.lock_holder
-                extra.store[seq] = extra.incoming.get(holder, extra.pending or [])
-            if self.quorum == "disk" and self.disk.holder == me:
-                self.disk_log[seq] = extra.store[seq]  # written through the reservation: only its holder can
-            for change in extra.store[seq]:
-                if "key" in change:
-                    extra.config[str(change["key"])] = str(change["value"])
-                elif "pause" in change:
-                    node.feed("failover", "paused_applied", node=change["pause"], paused=change["paused"])
-                else:
-                    node.feed("failover", "owner_applied", group=change["group"], node=change["node"])
-        elif machine == "gum" and effect.name == "persist":
-            pass  # the quorum log: kept in ``store`` for the simulation
-        elif machine.startswith("group") and effect.name in ("online_resources", "offline_resources"):
-            gi = int(machine[5:])
-            trigger = "online" if effect.name == "online_resources" else "offline"
-            for ri in args["resources"]:
-                node.feed(resource_machine_name(gi, ri), trigger)
-        elif machine.startswith("res") and effect.kind == "call":
-            self._drive(node, machine, effect.name)
-        elif machine == "arbitration":
-            self.disk.carry_out(me, effect)
-        elif machine == "membership" and effect.name == "load_database":
-            self._load_database(node, int(args["sponsor"]))
-        elif machine == "node" or effect.kind == "command":
-            pass
+        self.apps[node.node_id].command(machine, effect)
+
+    def _applied(self, me: int, seq: int, payload: Update) -> None:
+        if self.quorum == "disk" and self.disk.holder == me:
+            self.disk_log[seq] = payload  # written through the reservation: only its holder can
 
     def _load_database(self, node: SimNode, sponsor: int) -> None:
         """The database transfer of a join: this node installs a membership behind its sponsor, so it takes
@@ -291,9 +180,10 @@ class World:
         if sponsor == node.node_id or not source.up:
             return  # a dead sponsor cannot send: this node stays behind and GUM halts it at the next gap
         seq = int(source.machines["gum"].record.last_seq)
-        mine, theirs = self.extras[node.node_id], self.extras[sponsor]
+        mine, theirs = self.apps[node.node_id], self.apps[sponsor]
         mine.store = {k: v for k, v in theirs.store.items() if k <= seq}
-        mine.config = dict(theirs.config)
+        self.config(node.node_id).clear()
+        self.config(node.node_id).update(self.config(sponsor))
         table = source.machines["failover"].record
         self._adopt(node, seq, source.machines["gum"].record, dict(enumerate(table.owner)),
                     dict(enumerate(table.paused)))
@@ -304,7 +194,7 @@ class World:
         form with its stale database).  The log is the authority up to its last record."""
         if not self.disk_log:
             return
-        mine = self.extras[node.node_id]
+        mine = self.apps[node.node_id]
         last = int(node.machines["gum"].record.last_seq)
         top = max(self.disk_log)
         if top <= last and all(mine.store.get(k) == v for k, v in self.disk_log.items()):
@@ -315,8 +205,9 @@ class World:
     def _rebuild(self, node: SimNode, seq: int) -> None:
         """Recompute what a node derives from its updates 1..seq (configuration, group owners) and give its
         GUM the new history."""
-        mine = self.extras[node.node_id]
-        mine.config = {}
+        mine = self.apps[node.node_id]
+        config = self.config(node.node_id)
+        config.clear()
         owners: dict[int, int] = {}
         paused: dict[int, int] = {}
         for k in sorted(mine.store):
@@ -324,23 +215,20 @@ class World:
                 break
             for change in mine.store[k]:
                 if "key" in change:
-                    mine.config[str(change["key"])] = str(change["value"])
+                    config[str(change["key"])] = str(change["value"])
                 elif "pause" in change:
                     paused[int(change["pause"])] = int(change["paused"])
                 else:
                     owners[int(change["group"])] = int(change["node"])
         self._adopt(node, seq, node.machines["gum"].record, owners, paused)
 
-    @staticmethod
-    def _adopt(node: SimNode, seq: int, gum: Any, owners: Mapping[int, int], paused: Mapping[int, int]) -> None:
+    def _adopt(self, node: SimNode, seq: int, gum: Any, owners: Mapping[int, int], paused: Mapping[int, int]) -> None:
         """Give a node's machines a database it took: GUM's history up to ``seq`` with the locker and members of
         ``gum`` (the record of the node it came from), then the group owners and paused nodes it holds."""
-        node.feed("gum", "database_loaded", seq=seq, locker=int(gum.locker),
-                  **{f"alive{k}": int(m) for k, m in enumerate(gum.members)})
-        for g, owner in sorted(owners.items()):
-            node.feed("failover", "owner_applied", group=g, node=int(owner))
-        for k, p in sorted(paused.items()):
-            node.feed("failover", "paused_applied", node=k, paused=int(p))
+        events: list[FailoverEvent] = [("owner_applied", {"group": g, "node": int(owner)})
+                                       for g, owner in sorted(owners.items())]
+        events += [("paused_applied", {"node": k, "paused": int(p)}) for k, p in sorted(paused.items())]
+        self.apps[node.node_id].adopt(seq, int(gum.locker), [bool(m) for m in gum.members], events)
 
     def _disk_answer(self, node: int, event: str) -> None:
         self.cluster.nodes[node].feed("arbitration", event)
@@ -348,11 +236,9 @@ class World:
     # -- what a test or a story does -------------------------------------------------------
     def submit_config(self, node: int, key: str, value: str) -> None:
         """An administrator on ``node`` changes the configuration: one global update KEY=VALUE."""
-        sim = self.cluster.nodes[node]
-        if not sim.up:
+        if not self.cluster.nodes[node].up:
             return
-        self.extras[node].queue.append([{"key": key, "value": value}])
-        self._next_submit(sim)
+        self.apps[node].submit([{"key": key, "value": value}])
 
     def move(self, group: int, node: int) -> None:
         """An administrator moves a group: the request goes to the node that runs it (as an RPC would)."""
@@ -375,19 +261,6 @@ class World:
     def crash_after(self, node: int, machine: str, effect: str) -> None:
         """Crash ``node`` right after the next step in which its ``machine`` emits ``effect``."""
         self._armed.append((node, machine, effect))
-
-    def _next_submit(self, node: SimNode) -> None:
-        extra = self.extras[node.node_id]
-        if extra.pending is not None or not extra.queue or node.machines["gum"].state != "Idle":
-            return  # one update in flight at a time; an idle GUM picks the queue up again
-        extra.pending = extra.queue.pop(0)
-        node.feed("gum", "submit")
-
-    def _halt_groups(self, node: SimNode) -> None:
-        for gi, g in enumerate(self.groups):
-            for ri in range(len(g.resources)):
-                node.feed(resource_machine_name(gi, ri), "terminate")
-            node.feed(group_machine_name(gi), "owner_halted")
 
     def _drive(self, node: SimNode, machine: str, entry: str) -> None:
         """The simulated resource driver: Online/Offline succeed after op_ms."""
@@ -427,8 +300,8 @@ class World:
                    if self._in_cluster(i)}
         for seq, payload in self.committed.items():
             for i, last in applied.items():
-                if last >= seq and self.extras[i].store.get(seq) != payload:
-                    problems.append(f"node {i} applied {self.extras[i].store.get(seq)} as update {seq}, "
+                if last >= seq and self.apps[i].store.get(seq) != payload:
+                    problems.append(f"node {i} applied {self.apps[i].store.get(seq)} as update {seq}, "
                                     f"but {payload} was committed")
         nodes = sorted(applied)
         for a in nodes:
@@ -436,7 +309,7 @@ class World:
                 if a < b:
                     upto = min(applied[a], applied[b])
                     for seq in range(1, upto + 1):
-                        if self.extras[a].store.get(seq) != self.extras[b].store.get(seq):
+                        if self.apps[a].store.get(seq) != self.apps[b].store.get(seq):
                             problems.append(f"nodes {a} and {b} applied different updates as number {seq}")
                             break
         return problems

@@ -149,7 +149,7 @@ def test_a_node_restarted_with_an_orphan_update_loads_the_sponsors_database() ->
     world.restart(0)
     world.cluster.run_for(3000)
     assert not world.update_violations()
-    assert world.extras[0].config == world.extras[1].config and world.cluster.nodes[0].machines["gum"].state == "Idle"
+    assert world.config(0) == world.config(1) and world.cluster.nodes[0].machines["gum"].state == "Idle"
 
 
 def test_a_locker_in_a_superseded_epoch_loses_its_orphan() -> None:

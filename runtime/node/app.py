@@ -1,0 +1,255 @@
+"""One node's cluster service above its machines: what the simulator and the daemon share.
+
+A :class:`NodeApp` carries out the effects of a node's machines that are
+neither messages nor timers, by the rules of ``docs/design/cluster-protocols.md``:
+
+* **global updates**: the payload of an update (a list of changes) travels
+  beside the GUM's ``lock_request`` and ``apply_update`` messages
+  (:meth:`NodeApp.attach_payload`, :meth:`NodeApp.take_payload`), is kept
+  by sequence number (an orphan's number given to a newer update replaces
+  it, decision 5), and is applied on ``command apply``: the node's
+  :class:`Database` stores it and says which failover-manager events it
+  makes (a group's owner, a paused node, a group's configuration);
+* **one update at a time**: changes to submit wait in a queue; the next is
+  submitted when GUM is idle again (:meth:`NodeApp.after_step`);
+* **groups and resources**: the failover manager's ``group_online`` /
+  ``group_offline`` / ``groups_online`` / ``groups_offline`` /
+  ``halt_groups`` drive the group machines, whose ``online_resources`` /
+  ``offline_resources`` drive the resource machines, whose ``call`` effects
+  go to the node's resource driver (simulated, or the resource monitors);
+* **the rest** goes to :class:`Hooks` the shell supplies: the quorum disk's
+  commands, the database transfer of a join, the quorum log on the disk.
+
+Nothing here touches a socket, a file or a clock: the simulator and the
+daemon hand it their :class:`~wolfpack.runtime.node.host.MachineHost`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wolfpack.runtime.node.host import ApplyFailed, MachineHost, Routed
+from wolfpack.spec.core import Emitted
+from wolfpack.spec.wiring import GROUP_TO_FAILOVER, RESOURCE_TO_GROUP, route
+
+Change = dict[str, Any]
+Update = list[Change]
+#: an event of the failover manager: (trigger, arguments)
+FailoverEvent = tuple[str, dict[str, Any]]
+
+
+class Database(Protocol):
+    """Where a node keeps the updates it applies, and what they mean to its failover manager."""
+
+    def encode(self, changes: Update) -> Update:
+        """The payload of an update made of the failover manager's ``changes``."""
+
+    def check(self, seq: int, payload: Update) -> str | None:
+        """Why update ``seq`` cannot be applied here (None: it can): checked before anything is written."""
+
+    def apply(self, seq: int, payload: Update) -> list[FailoverEvent]:
+        """Apply update ``seq``; the failover-manager events it makes, in order."""
+
+
+def group_machine_name(g: int) -> str:
+    return f"group{g}"
+
+
+def resource_machine_name(g: int, i: int) -> str:
+    return f"res{g}.{i}"
+
+
+def parse_resource_machine(name: str) -> tuple[int, int]:
+    g, i = name[3:].split(".")
+    return int(g), int(i)
+
+
+@dataclass
+class Hooks:
+    """What the shell does for the app (every hook has a harmless default)."""
+
+    #: a resource machine's ``call`` effect: (machine name, entry point)
+    drive: Callable[[str, str], None] = lambda machine, entry: None
+    #: an arbitration machine's ``command`` to the quorum disk
+    device: Callable[[Emitted], None] = lambda effect: None
+    #: the membership machine asks for the sponsor's database (the join's transfer)
+    load_database: Callable[[int], None] = lambda sponsor: None
+    #: this node won the quorum disk
+    disk_won: Callable[[], None] = lambda: None
+    #: update ``seq`` was applied here, with this payload
+    applied: Callable[[int, Update], None] = lambda seq, payload: None
+    #: this node's own update was committed (its sender heard so)
+    committed: Callable[[int, Update], None] = lambda seq, payload: None
+    #: run a function after the current step (the event loop's ``call_soon``)
+    defer: Callable[[Callable[[], None], str], None] = lambda fn, what: fn()
+
+
+@dataclass
+class NodeApp:
+    host: MachineHost
+    database: Database
+    hooks: Hooks = field(default_factory=Hooks)
+    pending: Update | None = None  # the update this node's GUM is submitting
+    store: dict[int, Update] = field(default_factory=dict)  # payload by sequence number
+    incoming: dict[int, Update] = field(default_factory=dict)  # lock requests' payloads, by sender
+    queue: list[Update] = field(default_factory=list)
+
+    # -- GUM payloads ride beside their messages -------------------------------------------
+    def attach_payload(self, machine: str, name: str, args: Mapping[str, Any]) -> Update | None:
+        """The payload to send with a message of ``machine``."""
+        if machine == "gum" and name == "lock_request":
+            return self.pending
+        if machine == "gum" and name == "apply_update":
+            return self.store.get(int(args["seq"]))
+        return None
+
+    def take_payload(self, src: int, machine: str, name: str, args: Mapping[str, Any], payload: Any) -> None:
+        """Keep the payload that came with a message (before the message is fed)."""
+        if machine != "gum":
+            return
+        if name == "lock_request":
+            self.incoming[src] = list(payload or [])
+        elif name == "apply_update" and payload is not None:
+            self.keep(int(args["seq"]), list(payload))
+        elif name == "lock_granted" and self.pending is not None:
+            self.keep(int(args["seq"]), self.pending)
+
+    def keep(self, seq: int, payload: Update) -> None:
+        """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
+        payload replaces an older one: an update numbered by a locker that died before anyone else had it is
+        an orphan, and the new locker gives its number to another update (decision 5)."""
+        if seq > self.host.machines["gum"].record.last_seq:
+            self.store[seq] = payload
+        else:
+            self.store.setdefault(seq, payload)
+
+    # -- submitting ---------------------------------------------------------------------------
+    def submit(self, changes: Update) -> None:
+        """Queue one global update; it is submitted when GUM is idle."""
+        self.queue.append(self.database.encode(changes))
+        self.next_submit()
+
+    def next_submit(self) -> None:
+        if self.pending is not None or not self.queue or self.host.machines["gum"].state != "Idle":
+            return  # one update in flight at a time; an idle GUM picks the queue up again
+        self.pending = self.queue.pop(0)
+        self.host.feed("gum", "submit")
+
+    def after_step(self, machine: str, entry: Mapping[str, Any]) -> None:
+        """When GUM is idle again, submit the next queued update (after the current step)."""
+        if machine == "gum" and entry.get("dest") == "Idle" and self.pending is None and self.queue:
+            self.hooks.defer(self.next_submit, f"submit {self.host.node_id}")
+
+    # -- reports between machines ---------------------------------------------------------------
+    def route(self, machine: str, report: Emitted) -> Routed:
+        out = route(machine, report.name, report.args, set(self.host.machines))
+        if machine.startswith("res") and report.name in RESOURCE_TO_GROUP:
+            gi, ri = parse_resource_machine(machine)
+            group = group_machine_name(gi)
+            event = RESOURCE_TO_GROUP[report.name]
+            takes_index = any(a.name == "i" for a in self.host.machines[group].spec.event(event).args)
+            out.append((group, event, {"i": ri} if takes_index else {}))
+        if machine.startswith("group") and report.name in GROUP_TO_FAILOVER:
+            out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
+        if machine == "arbitration" and report.name == "won":
+            self.hooks.disk_won()
+        if machine == "gum" and report.name in ("committed", "aborted", "refused"):
+            if report.name == "committed" and self.pending is not None:
+                self.hooks.committed(int(report.args["seq"]), self.pending)
+            self.pending = None
+        return out
+
+    # -- commands ------------------------------------------------------------------------------
+    def command(self, machine: str, effect: Emitted) -> None:
+        args = effect.args
+        if machine == "failover":
+            self._failover_command(effect.name, args)
+        elif machine == "gum" and effect.name == "persist":
+            self._check(int(args["seq"]))
+        elif machine == "gum" and effect.name == "apply":
+            self._apply(int(args["seq"]))
+        elif machine.startswith("group") and effect.name in ("online_resources", "offline_resources"):
+            gi = int(machine[5:])
+            trigger = "online" if effect.name == "online_resources" else "offline"
+            for ri in args["resources"]:
+                self.host.feed(resource_machine_name(gi, ri), trigger)
+        elif machine.startswith("res") and effect.kind == "call":
+            self.hooks.drive(machine, effect.name)
+        elif machine == "arbitration":
+            self.hooks.device(effect)
+        elif machine == "membership" and effect.name == "load_database":
+            self.hooks.load_database(int(args["sponsor"]))
+
+    def _failover_command(self, name: str, args: Mapping[str, Any]) -> None:
+        me = self.host.node_id
+        if name == "submit_owners":
+            self.submit(list(args["updates"]))
+        elif name == "group_online":
+            self._group(int(args["group"]), "online", node=me)
+        elif name == "group_offline":
+            self._group(int(args["group"]), "offline")
+        elif name == "groups_online":
+            for g in args["groups"]:
+                self._group(int(g), "online", node=me)
+        elif name == "groups_offline":
+            for g in args["groups"]:
+                self._group(int(g), "offline")
+        elif name == "halt_groups":
+            self.halt_groups()
+
+    def _group(self, g: int, trigger: str, **args: Any) -> None:
+        name = group_machine_name(g)
+        if name in self.host.machines:  # a slot without a group (the daemon's free slots) has no machine
+            self.host.feed(name, trigger, **args)
+
+    def groups(self) -> list[int]:
+        """The group indices this node has machines for."""
+        return sorted(int(m[5:]) for m in self.host.machines if m.startswith("group"))
+
+    def resources(self, g: int) -> list[int]:
+        prefix = f"res{g}."
+        return sorted(int(m[len(prefix):]) for m in self.host.machines if m.startswith(prefix))
+
+    def halt_groups(self) -> None:
+        """Stop every resource at once (Terminate) and tell each group its owner halted (N4)."""
+        for g in self.groups():
+            for ri in self.resources(g):
+                self.host.feed(resource_machine_name(g, ri), "terminate")
+            self.host.feed(group_machine_name(g), "owner_halted")
+
+    # -- applying global updates --------------------------------------------------------------
+    def _payload(self, seq: int) -> Update:
+        if seq not in self.store:  # the locker applies a lock request's payload first
+            holder = self.host.machines["gum"].record.lock_holder
+            self.store[seq] = self.incoming.get(holder, self.pending or [])
+        return self.store[seq]
+
+    def _check(self, seq: int) -> None:
+        why = self.database.check(seq, self._payload(seq))
+        if why is not None:
+            raise ApplyFailed("apply_error", {"seq": seq}, why)
+
+    def _apply(self, seq: int) -> None:
+        payload = self._payload(seq)
+        self.hooks.applied(seq, payload)
+        for trigger, args in self.database.apply(seq, payload):
+            self.host.feed("failover", trigger, **args)
+
+    def adopt(self, seq: int, locker: int, members: Sequence[bool], events: Sequence[FailoverEvent]) -> None:
+        """Give this node's machines a database it took (a sponsor's, or the quorum log's): GUM's history up to
+        ``seq`` with ``locker`` and ``members``, then the failover-manager events of its content."""
+        self.host.feed("gum", "database_loaded", seq=seq, locker=int(locker),
+                       **{f"alive{k}": int(m) for k, m in enumerate(members)})
+        for trigger, args in events:
+            self.host.feed("failover", trigger, **args)
+
+
+def change_events(change: Mapping[str, Any]) -> list[FailoverEvent]:
+    """The failover-manager event of one of its own changes (an owner, a paused node); [] for anything else."""
+    if "pause" in change:
+        return [("paused_applied", {"node": int(change["pause"]), "paused": int(change["paused"])})]
+    if "group" in change and "node" in change:
+        return [("owner_applied", {"group": int(change["group"]), "node": int(change["node"])})]
+    return []
