@@ -36,6 +36,11 @@ MEMBER = "Member"
 NO_NODE = -1
 #: ``moving``: hand the group over to the best node but this one (a drain)
 ANYWHERE = -2
+#: ``moving``: take the group offline and keep it here (the administrator wants it offline)
+STOPPING = -3
+
+#: ``wanted``, the replicated PersistentState of a group: no such group (a free slot), offline, online
+NO_GROUP, WANTED_OFFLINE, WANTED_ONLINE = 0, 1, 2
 
 
 @cache
@@ -69,11 +74,12 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         preferred usable node is another one."""
         best = best_preferred(r, g)
         return And(r.failback[g], failback_window_open(r.failback_start[g], r.failback_end[g], r.hour),
-                   r.running[g], r.owner[g] == r.me, r.moving[g] == NO_NODE, best != NO_NODE, best != r.me)
+                   r.wanted[g] == WANTED_ONLINE, r.running[g], r.owner[g] == r.me, r.moving[g] == NO_NODE,
+                   best != NO_NODE, best != r.me)
 
     def resumable(r: Any, g: int) -> Any:
-        """After a rejoin: a group the database names this node the owner of, not running here."""
-        return And(r.rejoining, r.owner[g] == r.me, Not(r.running[g]))
+        """After a rejoin: a group the database names this node the owner of, wanted online, not running here."""
+        return And(r.rejoining, r.owner[g] == r.me, r.wanted[g] == WANTED_ONLINE, Not(r.running[g]))
 
     def draining(r: Any, g: int) -> Any:
         return And(r.running[g], r.moving[g] == NO_NODE)
@@ -93,8 +99,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                 for name, node in sorted(chosen.items())]
 
     def orphaned(r2: Any) -> dict[int, int]:
-        """Groups whose owner is not a member (or that have none yet)."""
-        return {g: r2.owner[g] for g in gs if r2.owner[g] == NO_NODE or not r2.members[r2.owner[g]]}
+        """Groups (online or offline) whose owner is not a member (or that have none yet)."""
+        return {g: r2.owner[g] for g in gs
+                if r2.wanted[g] != NO_GROUP and (r2.owner[g] == NO_NODE or not r2.members[r2.owner[g]])}
 
     def place_orphans(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
         updates = [u for u in placements(r2, orphaned(r2)) if u["node"] != NO_NODE]
@@ -138,6 +145,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
 
     def to_me(r: Any, e: Any) -> Any:
         return e.node == r.me
+
+    def wanted_online(r: Any, e: Any) -> Any:
+        return Select(r.wanted, e.group) == WANTED_ONLINE
 
     def away_from_me(r: Any, e: Any) -> Any:
         return e.node != r.me
@@ -183,8 +193,33 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     def move_ok(r: Any, e: Any) -> Any:
         return And(owns_it(r, e), usable(r, e.node), e.node != r.me, Select(r.moving, e.group) == NO_NODE)
 
+    def move_offline_ok(r: Any, e: Any) -> Any:
+        """An offline group (fully stopped here: ``running`` lasts until the group machine reports it
+        offline) may be handed to another usable node at once."""
+        return And(Select(r.owner, e.group) == r.me, Not(Select(r.running, e.group)),
+                   Select(r.wanted, e.group) != NO_GROUP, usable(r, e.node), e.node != r.me)
+
     def moving_it(r: Any, e: Any) -> Any:
-        return Select(r.moving, e.group) != NO_NODE
+        return And(Select(r.moving, e.group) != NO_NODE, Select(r.moving, e.group) != STOPPING)
+
+    def stopping_it(r: Any, e: Any) -> Any:
+        return Select(r.moving, e.group) == STOPPING
+
+    # --- a group's replicated configuration (an administrator's global update) --------------------
+    def configure(r: Any, e: Any) -> dict[str, Any]:
+        return {"wanted": Store(r.wanted, e.group, e.wanted),
+                "failback": Store(r.failback, e.group, e.failback == 1),
+                "failback_start": Store(r.failback_start, e.group, e.failback_start),
+                "failback_end": Store(r.failback_end, e.group, e.failback_end),
+                "preferred": tuple(If(e.group == g, getattr(e, f"p{k}"), r.preferred[g * n + k])
+                                   for g in gs for k in ks)}
+
+    def start_configured(r: Any, e: Any) -> Any:
+        return And(e.wanted == WANTED_ONLINE, Select(r.owner, e.group) == r.me, Not(Select(r.running, e.group)),
+                   Not(r.rejoining))
+
+    def stop_configured(r: Any, e: Any) -> Any:
+        return And(e.wanted != WANTED_ONLINE, Select(r.running, e.group), Select(r.moving, e.group) == NO_NODE)
     halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
     rows = (
         Transition("installed", (OUT,), MEMBER, guard=newer_and_included,
@@ -214,9 +249,13 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Transition("installed", (OUT, MEMBER), None, guard=stale, doc="an old membership"),
         Transition("halted", (MEMBER,), OUT, update=leave, effects=(halt_all,),
                    doc="the membership machine halted: stop every group here (N4)"),
-        Transition("owner_applied", (MEMBER,), None, guard=named("owner_is_me", to_me), update=start_here,
+        Transition("owner_applied", (MEMBER,), None, guard=all_of("owner_is_me", to_me, wanted_online),
+                   update=start_here,
                    effects=(Effect("command", "group_online", lambda r, e, r2: {"group": e.group, "node": r.me}),),
                    doc="the global update names this node: bring the group online here"),
+        Transition("owner_applied", (MEMBER,), None,
+                   guard=all_of("owner_is_me_offline", to_me, negation("not_wanted_online", wanted_online)),
+                   update=set_owner, doc="this node owns the group, which is to stay offline: record it"),
         Transition("owner_applied", (MEMBER,), None, guard=all_of("moved_away_from_me", away_from_me, runs_it),
                    update=stop_here,
                    effects=(Effect("command", "group_offline", lambda r, e, r2: {"group": e.group}),),
@@ -240,10 +279,16 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                    update=lambda r, e: {"moving": Store(r.moving, e.group, e.node)},
                    effects=(Effect("command", "groups_offline", lambda r, e, r2: {"groups": [e.group]}),),
                    doc="manual move (F5): the owner takes the group offline here, then hands it over"),
-        Transition("move_requested", (MEMBER,), None, guard=negation("move_refused", move_ok),
+        Transition("move_requested", (MEMBER,), None, guard=named("move_offline_ok", move_offline_ok),
+                   effects=(Effect("command", "submit_owners",
+                                   lambda r, e, r2: {"updates": [{"group": e.group, "node": e.node}]}),),
+                   doc="manual move of an offline group this node owns: hand it over at once"),
+        Transition("move_requested", (MEMBER,), None,
+                   guard=all_of("move_refused", negation("not_move_ok", move_ok),
+                                negation("not_move_offline_ok", move_offline_ok)),
                    effects=(Effect("report", "move_refused", lambda r, e, r2: {"group": e.group, "node": e.node}),),
-                   doc="refused: this node does not run the group, it is already moving, or the target is not "
-                       "a member that may take groups (paused, or not in the cluster)"),
+                   doc="refused: this node does not own the group, it is still moving or going offline, or the "
+                       "target is not a member that may take groups (paused, or not in the cluster)"),
         Transition("drain_requested", (MEMBER,), None,
                    update=lambda r, e: {"moving": tuple(If(draining(r, g), ANYWHERE, r.moving[g]) for g in gs)},
                    effects=(Effect("command", "submit_owners",
@@ -261,8 +306,29 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                                         "moving": Store(r.moving, e.group, NO_NODE)},
                    effects=(Effect("command", "submit_owners", hand_over),),
                    doc="the group is offline here: hand it over by a global update"),
-        Transition("group_stopped", (MEMBER,), None, guard=negation("not_handing_over", moving_it),
-                   doc="offline for another reason (administrator, failure): nothing to hand over"),
+        Transition("group_stopped", (MEMBER,), None, guard=named("stopped_as_wanted", stopping_it),
+                   update=lambda r, e: {"running": Store(r.running, e.group, False),
+                                        "moving": Store(r.moving, e.group, NO_NODE)},
+                   doc="the group the administrator wants offline is offline here: it stays with this node"),
+        Transition("group_stopped", (MEMBER,), None,
+                   guard=all_of("not_handing_over", negation("not_moving", moving_it),
+                                negation("not_stopping", stopping_it)),
+                   doc="offline for another reason (failure): nothing to hand over"),
+        Transition("group_configured", (MEMBER,), None, guard=named("configured_online", start_configured),
+                   update=lambda r, e: {**configure(r, e), "running": Store(r.running, e.group, True)},
+                   effects=(Effect("command", "group_online", lambda r, e, r2: {"group": e.group, "node": r.me}),),
+                   doc="the administrator wants a group this node owns online: bring it online here"),
+        Transition("group_configured", (MEMBER,), None, guard=named("configured_offline", stop_configured),
+                   update=lambda r, e: {**configure(r, e), "moving": Store(r.moving, e.group, STOPPING)},
+                   effects=(Effect("command", "groups_offline", lambda r, e, r2: {"groups": [e.group]}),),
+                   doc="the administrator wants a group this node runs offline: take it offline (it stays "
+                       "owned here)"),
+        Transition("group_configured", (MEMBER,), None,
+                   guard=all_of("configured_elsewhere", negation("not_started", start_configured),
+                                negation("not_stopped", stop_configured)),
+                   update=configure, doc="record a group's configuration (nothing to start or stop here)"),
+        Transition("group_configured", (OUT,), None, update=configure,
+                   doc="record it (a node out of the cluster runs nothing)"),
         Transition("hour_changed", (OUT, MEMBER), None, update=lambda r, e: {"hour": e.hour},
                    effects=(check_failback_now,), doc="the local hour of day changed: a failback window may open"),
         Transition("failback_check_elapsed", (MEMBER,), None,
@@ -306,22 +372,31 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Event("hour_changed", "clock: the local hour of day changed", (Arg("hour", 0, 24, "hour 0-23", hi_max=24),)),
         Event("failback_check_elapsed", "timer: look for groups that should fail back"),
         Event("resume_owned_elapsed", "timer: a rejoined node brings back the groups it still owns"),
+        Event("group_configured", "a global update set a group's configuration",
+              (group_arg, Arg("wanted", 0, 3, "0 no such group, 1 offline, 2 online", hi_max=3),
+               Arg("failback", 0, 2, "1: AutoFailbackType allows failback", hi_max=2),
+               Arg("failback_start", d.FAILBACK_WINDOW_NONE, 24, "FailbackWindowStart hour (-1: any)", hi_max=24),
+               Arg("failback_end", d.FAILBACK_WINDOW_NONE, 24, "FailbackWindowEnd hour (-1: any)", hi_max=24),
+               *(Arg(f"p{k}", NO_NODE, n, f"preferred owner number {k + 1} (-1: none)", hi_max=n) for k in ks))),
     )
     fields = (
         Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),
+        Field("wanted", int, (WANTED_ONLINE,) * groups, "replicated PersistentState per group: 0 no such group "
+              "(a free slot), 1 offline, 2 online", lo=NO_GROUP, hi=WANTED_ONLINE, length=groups),
         Field("preferred", int, (NO_NODE,) * (groups * n), "preferred owners per group (-1 = unused slot)",
-              lo=NO_NODE, hi=n - 1, param=True, length=groups * n),
+              lo=NO_NODE, hi=n - 1, length=groups * n),
         Field("failback", bool, (d.FAILBACK_POLICY == d.FailbackPolicy.ALLOW,) * groups,
-              "AutoFailbackType per group (true: ClusterGroupAllowFailback)", param=True, length=groups),
+              "AutoFailbackType per group (true: ClusterGroupAllowFailback)", length=groups),
         Field("failback_start", int, (d.FAILBACK_WINDOW_NONE,) * groups, "FailbackWindowStart hour per group "
-              "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, param=True, length=groups),
+              "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, length=groups),
         Field("failback_end", int, (d.FAILBACK_WINDOW_NONE,) * groups, "FailbackWindowEnd hour per group "
-              "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, param=True, length=groups),
+              "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, length=groups),
         Field("hour", int, 0, "local hour of day, from clock events", lo=0, hi=23),
         Field("rejoining", bool, False, "joined from outside the cluster; its owned groups come back after the "
               "take-over wait"),
         Field("moving", int, (NO_NODE,) * groups, "groups being handed over: target node (-2: the best node but "
-              "this one, -1: none)", lo=ANYWHERE, hi=n - 1, length=groups),
+              "this one, -3: nobody, it is going offline for good, -1: none)", lo=STOPPING, hi=n - 1,
+              length=groups),
         Field("takeover_wait_ms", int, d.TAKEOVER_WAIT_MS, "wait before taking over the groups of nodes "
               "left out (they halt within it)", lo=0, param=True),
         Field("epoch", int, 0, "membership epoch last installed", lo=0),

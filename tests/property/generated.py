@@ -26,6 +26,7 @@ to ``target`` runs that fire many rows narrowed the runs instead).
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import zlib
 from collections.abc import Callable, Mapping
@@ -62,28 +63,54 @@ def arg_bounds(arg: Arg, rec: Record) -> tuple[int, int]:
     return arg.lo, (arg.hi_max if upper is None else min(upper, arg.hi_max)) - 1
 
 
+def _arg_ranges(spec: Spec, rec: Record, trigger: str) -> tuple[list[str], list[range]]:
+    names = [a.name for a in spec.event(trigger).args]
+    return names, [range(lo, hi + 1) for lo, hi in (arg_bounds(a, rec) for a in spec.event(trigger).args)]
+
+
 def all_args(spec: Spec, rec: Record, trigger: str) -> list[dict[str, int]]:
     """Every argument tuple of ``trigger`` drawable in ``rec``."""
-    names = [a.name for a in spec.event(trigger).args]
-    ranges = [range(lo, hi + 1) for lo, hi in (arg_bounds(a, rec) for a in spec.event(trigger).args)]
+    names, ranges = _arg_ranges(spec, rec, trigger)
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*ranges)]
+
+
+def _nth_args(names: list[str], ranges: list[range], index: int) -> dict[str, int]:
+    """The ``index``-th tuple of ``itertools.product(*ranges)``, without building the product."""
+    values = []
+    for r in reversed(ranges):
+        index, digit = divmod(index, len(r))
+        values.append(r[digit])
+    return dict(zip(names, reversed(values), strict=True))
 
 
 #: at most this many argument tuples are tried for progress (a fixed pseudo-random sample of larger products:
 #: messages with many fields, such as a regroup proposal, have thousands)
 PROGRESS_SAMPLE = 384
+#: ... of which the first this many that change the record are kept (each is a reference step: a group's
+#: configuration changes the record for nearly every tuple, and a burst asks again after every step)
+PROGRESS_ENOUGH = 32
 
 
 def progress_args(spec: Spec, rec: Record, trigger: str) -> list[dict[str, int]]:
     """The argument tuples with which ``trigger`` (one with arguments) changes the record."""
     if not spec.event(trigger).args:
         return []
-    candidates = all_args(spec, rec, trigger)
-    if len(candidates) > PROGRESS_SAMPLE:
-        # a different sample for each record and trigger, the same in every run
+    names, ranges = _arg_ranges(spec, rec, trigger)
+    total = math.prod(len(r) for r in ranges)
+    if total > PROGRESS_SAMPLE:
+        # a different sample for each record and trigger, the same in every run (sampled by index: a large
+        # product, such as a group's configuration with its preferred owners, is never built whole)
         seed = zlib.crc32(f"{trigger} {rec!r}".encode())
-        candidates = random.Random(seed).sample(candidates, PROGRESS_SAMPLE)
-    return [a for a in candidates if reference.step(spec, rec, trigger, a).record != rec]
+        candidates = [_nth_args(names, ranges, i) for i in random.Random(seed).sample(range(total), PROGRESS_SAMPLE)]
+    else:
+        candidates = [dict(zip(names, values, strict=True)) for values in itertools.product(*ranges)]
+    progress: list[dict[str, int]] = []
+    for a in candidates:  # the first PROGRESS_ENOUGH that change the record are choice enough for one draw
+        if reference.step(spec, rec, trigger, a).record != rec:
+            progress.append(a)
+            if len(progress) == PROGRESS_ENOUGH:
+                break
+    return progress
 
 
 def drawable(spec: Spec, rec: Record, trigger: str) -> bool:
