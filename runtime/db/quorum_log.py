@@ -392,6 +392,30 @@ class QuorumLog:
         log.info("quorum log: checkpoint at update %d written, %d later record(s) kept", seq, len(tail))
         return seq
 
+    def reset(self, hive: Hive) -> int:
+        """Make the hive (just loaded from a sponsor's snapshot) the log's new start: a checkpoint at its
+        update, and no record after it.  Records this node had beyond it are orphans the cluster discarded
+        (design decision 9: a member behind its sponsor takes the sponsor's database)."""
+        content = hive.content()
+        seq = content.last_seq
+        write_checkpoint(self.directory, seq, encode_snapshot(content), durable=self.durable)
+        new_segment = self._write_segment(seq, [])
+        os.close(self._fd)
+        for base in self._segment_bases():
+            if base != seq:
+                segment_path(self.directory, base).unlink()
+        for old in list_checkpoints(self.directory):
+            if old != seq:
+                (self.directory / f"checkpoint-{old:020d}.hive").unlink()
+        if self.durable:
+            fsync_dir(self.directory)
+        dropped = max(self._last_seq - seq, 0)
+        self._checkpoint_seq, self._checkpoint = seq, content
+        self._last_seq, self._epoch = seq, content.epoch
+        self._open_for_append(new_segment)
+        log.info("quorum log: restarted at update %d from a loaded database (%d later record(s) dropped)", seq, dropped)
+        return seq
+
     # ------------------------------------------------------------------ catch-up
     def diverged(self, hive: Hive) -> bool:
         """True if the hive's last update is not the one this log holds under that number (it applied an orphan)."""

@@ -46,8 +46,9 @@ class Database(Protocol):
     def encode(self, changes: Update) -> Update:
         """The payload of an update made of the failover manager's ``changes``."""
 
-    def check(self, seq: int, payload: Update) -> str | None:
-        """Why update ``seq`` cannot be applied here (None: it can): checked before anything is written."""
+    def persist(self, seq: int, payload: Update) -> str | None:
+        """Log update ``seq`` durably, before it is applied; or say why it cannot be applied here (nothing is
+        then written)."""
 
     def apply(self, seq: int, payload: Update) -> list[FailoverEvent]:
         """Apply update ``seq``; the failover-manager events it makes, in order."""
@@ -82,6 +83,8 @@ class Hooks:
     applied: Callable[[int, Update], None] = lambda seq, payload: None
     #: this node's own update was committed (its sender heard so)
     committed: Callable[[int, Update], None] = lambda seq, payload: None
+    #: this node's own update ended: "committed", "aborted" or "refused" (with its payload)
+    ended: Callable[[str, Update], None] = lambda outcome, payload: None
     #: run a function after the current step (the event loop's ``call_soon``)
     defer: Callable[[Callable[[], None], str], None] = lambda fn, what: fn()
 
@@ -126,10 +129,12 @@ class NodeApp:
             self.store.setdefault(seq, payload)
 
     # -- submitting ---------------------------------------------------------------------------
-    def submit(self, changes: Update) -> None:
-        """Queue one global update; it is submitted when GUM is idle."""
-        self.queue.append(self.database.encode(changes))
+    def submit(self, changes: Update) -> Update:
+        """Queue one global update; it is submitted when GUM is idle.  Its payload (reported to ``ended``)."""
+        payload = self.database.encode(changes)
+        self.queue.append(payload)
         self.next_submit()
+        return payload
 
     def next_submit(self) -> None:
         if self.pending is not None or not self.queue or self.host.machines["gum"].state != "Idle":
@@ -158,6 +163,8 @@ class NodeApp:
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
             if report.name == "committed" and self.pending is not None:
                 self.hooks.committed(int(report.args["seq"]), self.pending)
+            if self.pending is not None:
+                self.hooks.ended(report.name, self.pending)
             self.pending = None
         return out
 
@@ -167,7 +174,7 @@ class NodeApp:
         if machine == "failover":
             self._failover_command(effect.name, args)
         elif machine == "gum" and effect.name == "persist":
-            self._check(int(args["seq"]))
+            self._persist(int(args["seq"]))
         elif machine == "gum" and effect.name == "apply":
             self._apply(int(args["seq"]))
         elif machine.startswith("group") and effect.name in ("online_resources", "offline_resources"):
@@ -226,8 +233,8 @@ class NodeApp:
             self.store[seq] = self.incoming.get(holder, self.pending or [])
         return self.store[seq]
 
-    def _check(self, seq: int) -> None:
-        why = self.database.check(seq, self._payload(seq))
+    def _persist(self, seq: int) -> None:
+        why = self.database.persist(seq, self._payload(seq))
         if why is not None:
             raise ApplyFailed("apply_error", {"seq": seq}, why)
 

@@ -9,8 +9,7 @@ machine of the node and carries out their effects by the conventions of
 * ``start_timer`` / ``cancel_timer``: the event of the timer's name after
   ``ms`` milliseconds, unless cancelled or restarted first;
 * ``report``: turned by the node's wiring into events of its other machines,
-  fed at once (run to completion: a report's events are handled before the
-  next effect of the step that made it);
+  handled before the next effect of the step that made it (run to completion);
 * anything else (``command``, ``call``, ``persist``): handed to the node.
 
 How a message travels, how time passes and what a command does is the
@@ -22,7 +21,9 @@ there.  Every step, and every event a machine rejected, is handed to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from wolfpack.errors import InvalidEvent, WolfpackError
@@ -76,27 +77,102 @@ class MachineHost:
         """An effect that is not a message, a timer or a report."""
 
     # -- the loop ---------------------------------------------------------------------------
+    #
+    # Run to completion, without recursion: the work of a node is a deque of events and effects.  A step's
+    # effects, and the events that carrying one out feeds (a report's events, a command's events), go to the
+    # front of the deque in order, so everything a step causes is done before the next event from outside: the
+    # order is that of nested calls.  Kept as data, the remaining work can wait while the node does I/O that
+    # the machines must see as done at once (:meth:`suspend`, the daemon's database transfer of a join).
+
+    _work: deque[_Work]
+    _new: list[_Work]
+    _draining: bool = False
+    _suspended: bool = False
+    _steps: int = 0
+
+    def _ensure_queues(self) -> None:
+        if not hasattr(self, "_work"):
+            self._work = deque()
+            self._new = []
+
     def feed(self, machine: str, trigger: str, **args: Any) -> None:
-        """Give one event to one machine and carry out what it asks."""
+        """Give one event to one machine and carry out what it asks (now, or after the work in hand)."""
         if not self.running():
             return
-        live = self.machines[machine]
+        self._ensure_queues()
+        self._new.append(_Event(machine, trigger, args))
+        if not self._draining:
+            self._drain()
+
+    @property
+    def suspended(self) -> bool:
+        """Waiting for I/O the machines must see as done at once: take no new events until :meth:`resume`."""
+        return self._suspended
+
+    def suspend(self) -> None:
+        """Stop after the item in hand; the rest of the node's work waits for :meth:`resume`."""
+        self._suspended = True
+
+    def resume(self, first: Callable[[], None] | None = None) -> None:
+        """Go on with the waiting work; ``first`` runs before it (its events are handled before the rest)."""
+        self._ensure_queues()
+        self._suspended = False
+        self._draining = True
         try:
-            effects = live.step(trigger, **args)
+            if first is not None:
+                first()
+        finally:
+            self._draining = False
+        self._drain()
+
+    def _drain(self) -> None:
+        self._draining = True
+        try:
+            self._flush()
+            while self._work and not self._suspended:
+                item = self._work.popleft()
+                if isinstance(item, _Event):
+                    self._step(item)
+                else:
+                    self._effect(item)
+                self._flush()
+        finally:
+            self._draining = False
+
+    def _flush(self) -> None:
+        if self._new:
+            self._work.extendleft(reversed(self._new))
+            self._new = []
+
+    def _step(self, item: _Event) -> None:
+        if not self.running():
+            return
+        live = self.machines[item.machine]
+        try:
+            effects = live.step(item.trigger, **item.args)
         except InvalidEvent as exc:
-            self.log_step(machine, {"trigger": trigger, "args": args, "rejected": str(exc)})
+            self.log_step(item.machine, {"trigger": item.trigger, "args": item.args, "rejected": str(exc)})
             return
         step = live.last
         assert step is not None
-        self.log_step(machine, {"trigger": trigger, "args": dict(args), "source": step.source, "dest": step.dest,
-                                "outcome": step.outcome, "effects": [e.as_dict() for e in effects]})
-        for effect in effects:
-            try:
-                self.carry_out(machine, effect)
-            except ApplyFailed as failed:  # the step's later effects are skipped (GUM's apply_error)
-                self.log_step(machine, {"trigger": trigger, "failed": effect.as_dict(), "why": str(failed)})
-                self.feed(machine, failed.event, **failed.args)
-                return
+        self.log_step(item.machine, {"trigger": item.trigger, "args": dict(item.args), "source": step.source,
+                                     "dest": step.dest, "outcome": step.outcome,
+                                     "effects": [e.as_dict() for e in effects]})
+        self._steps += 1
+        self._new.extend(_Effect(item.machine, item.trigger, effect, self._steps) for effect in effects)
+
+    def _effect(self, item: _Effect) -> None:
+        if not self.running():
+            return
+        try:
+            self.carry_out(item.machine, item.effect)
+        except ApplyFailed as failed:  # the step's later effects are skipped (GUM's apply_error)
+            self._new = []
+            while self._work and isinstance(self._work[0], _Effect) and self._work[0].step == item.step:
+                self._work.popleft()
+            self.log_step(item.machine, {"trigger": item.trigger, "failed": item.effect.as_dict(),
+                                         "why": str(failed)})
+            self._new.append(_Event(item.machine, failed.event, failed.args))
 
     def carry_out(self, machine: str, effect: Emitted) -> None:
         if effect.kind == "send":
@@ -112,3 +188,21 @@ class MachineHost:
                 self.feed(target, trigger, **targs)
         else:
             self.command(machine, effect)
+
+
+@dataclass(frozen=True)
+class _Event:
+    machine: str
+    trigger: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Effect:
+    machine: str
+    trigger: str  # the event whose step emitted it
+    effect: Emitted
+    step: int
+
+
+_Work = _Event | _Effect

@@ -17,6 +17,7 @@ from wolfpack.runtime.node.app import group_machine_name, resource_machine_name
 from wolfpack.spec import defaults as d
 from wolfpack.spec import dependencies
 from wolfpack.spec.arbitration import make_arbitration_spec
+from wolfpack.spec.core import Spec
 from wolfpack.spec.failover import make_failover_spec
 from wolfpack.spec.group import make_group_spec
 from wolfpack.spec.gum import make_gum_spec
@@ -48,30 +49,67 @@ class GroupConfig:
     resource_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def takeover_wait_ms(quorum: str) -> int:
+#: the timing keys of ``wolfpack verify --config`` (``proofs/timing.py``) that the machines' records take
+TIMING_DEFAULTS: Mapping[str, int] = {
+    "heartbeat_period_ms": d.HEARTBEAT_PERIOD_MS, "missed_heartbeats": d.HEARTBEAT_MISSED_THRESHOLD,
+    "regroup_stage_ms": d.REGROUP_STAGE_MS, "regroup_max_rounds": d.REGROUP_MAX_ROUNDS,
+    "takeover_wait_ms": d.TAKEOVER_WAIT_MS, "disk_regroup_window_ms": d.DISK_REGROUP_WINDOW_MS,
+    "disk_takeover_wait_ms": d.DISK_TAKEOVER_WAIT_MS, "pending_timeout_ms": d.PENDING_TIMEOUT_MS,
+    "restart_delay_ms": d.RESTART_DELAY_MS, "restart_threshold": d.RESTART_THRESHOLD,
+    "restart_period_ms": d.RESTART_PERIOD_MS,
+}
+
+
+def takeover_wait_ms(quorum: str, timing: Mapping[str, int] = TIMING_DEFAULTS) -> int:
     """How long survivors wait before they take over the groups of nodes left out (decisions 3 and 7)."""
-    return d.DISK_TAKEOVER_WAIT_MS if quorum == "disk" else d.TAKEOVER_WAIT_MS
+    return timing["disk_takeover_wait_ms"] if quorum == "disk" else timing["takeover_wait_ms"]
+
+
+def membership_values(quorum: str, timing: Mapping[str, int] = TIMING_DEFAULTS) -> dict[str, Any]:
+    stage = timing["regroup_stage_ms"]
+    if quorum == "disk":  # rounds that outlast a challenge for the disk
+        return {"kind": QuorumKind.DISK, "stage_ms": stage, "max_rounds": -(-timing["disk_regroup_window_ms"] // stage)}
+    return {"stage_ms": stage, "max_rounds": timing["regroup_max_rounds"]}
 
 
 def protocol_machines(me: int, n: int, slots: int, quorum: str, *, heartbeat: bool = True,
-                      failover: Mapping[str, Any] | None = None) -> dict[str, LiveMachine]:
+                      failover: Mapping[str, Any] | None = None,
+                      timing: Mapping[str, int] = TIMING_DEFAULTS) -> dict[str, LiveMachine]:
     """Membership, GUM, the failover manager (with ``slots`` groups), and the heartbeat and arbitration
     machines where they apply; ``failover`` gives values of the failover manager's record."""
     if quorum not in QUORUMS:
         raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
-    disk = quorum == "disk"
-    membership = {"kind": QuorumKind.DISK, "max_rounds": -(-d.DISK_REGROUP_WINDOW_MS // d.REGROUP_STAGE_MS)
-                  } if disk else {}
     machines: dict[str, LiveMachine] = {}
     if heartbeat:
-        machines["heartbeat"] = LiveMachine(make_heartbeat_spec(n), me=me)
-    machines["membership"] = LiveMachine(make_membership_spec(n), me=me, **membership)
+        machines["heartbeat"] = LiveMachine(make_heartbeat_spec(n), me=me, period_ms=timing["heartbeat_period_ms"],
+                                            threshold=timing["missed_heartbeats"])
+    machines["membership"] = LiveMachine(make_membership_spec(n), me=me, **membership_values(quorum, timing))
     machines["gum"] = LiveMachine(make_gum_spec(n), me=me)
     machines["failover"] = LiveMachine(make_failover_spec(n, slots), me=me,
-                                       **{"takeover_wait_ms": takeover_wait_ms(quorum), **(failover or {})})
-    if disk:
+                                       **{"takeover_wait_ms": takeover_wait_ms(quorum, timing), **(failover or {})})
+    if quorum == "disk":
         machines["arbitration"] = LiveMachine(make_arbitration_spec(n), me=me)
     return machines
+
+
+def resource_defaults(timing: Mapping[str, int] = TIMING_DEFAULTS) -> dict[str, Any]:
+    """The resource machine's values that come from the cluster's timing settings."""
+    return {k: timing[k] for k in ("pending_timeout_ms", "restart_delay_ms", "restart_threshold",
+                                   "restart_period_ms")}
+
+
+def spec_for(machine: str, n: int, slots: int, resources: int = 0) -> Spec:
+    """The spec of a node's machine by its name (``group<g>`` needs its number of resources)."""
+    if machine.startswith("group"):
+        return make_group_spec(resources)
+    if machine.startswith("res"):
+        return RESOURCE_SPEC
+    factories = {"heartbeat": lambda: make_heartbeat_spec(n), "membership": lambda: make_membership_spec(n),
+                 "gum": lambda: make_gum_spec(n), "failover": lambda: make_failover_spec(n, slots),
+                 "arbitration": lambda: make_arbitration_spec(n)}
+    if machine not in factories:
+        raise ValueError(f"no machine is called {machine!r}")
+    return factories[machine]()
 
 
 def failover_values(n: int, groups: Sequence[GroupConfig]) -> dict[str, Any]:

@@ -57,8 +57,8 @@ class SimDatabase:
     def encode(self, changes: Update) -> Update:
         return changes
 
-    def check(self, seq: int, payload: Update) -> str | None:
-        return None
+    def persist(self, seq: int, payload: Update) -> str | None:
+        return None  # the simulated quorum log is the payload store
 
     def apply(self, seq: int, payload: Update) -> list[FailoverEvent]:
         events: list[FailoverEvent] = []

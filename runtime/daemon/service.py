@@ -1,0 +1,339 @@
+"""``wolfpackd``: one node's cluster service, assembled.
+
+One :class:`asyncio.TaskGroup` holds the node task (the machines), the
+transport's listener and peer links, the heartbeat timer's file descriptor,
+the resource monitors' pumps, and the admin API.  The service decides
+nothing: messages, heartbeat signals, timers, monitor reports and
+administrator requests all become events on the node's queue.
+
+Start-up: the hive catches up from its quorum log's checkpoint and records
+(L2), the machines are built with what the node kept on disk, every group's
+resources are opened in their monitors, and (unless ``node.join = false``)
+the membership machine boots: the node forms a cluster with the others or
+joins the one that runs, loading the sponsor's database if it is behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+from wolfpack.runtime.daemon import catalog, operations
+from wolfpack.runtime.daemon.config import NodeConfig
+from wolfpack.runtime.daemon.node import DaemonNode
+from wolfpack.runtime.daemon.operations import AdminError
+from wolfpack.runtime.daemon.resources import ResourceBridge
+from wolfpack.runtime.daemon.rpc import Rpc
+from wolfpack.runtime.daemon.store import HiveDatabase, NodeState
+from wolfpack.runtime.daemon.trace import TraceWriter
+from wolfpack.runtime.daemon.transfer import Transfer
+from wolfpack.runtime.db.hive import Hive
+from wolfpack.runtime.db.quorum_log import QuorumLog
+from wolfpack.runtime.heartbeat import HeartbeatTimer
+from wolfpack.runtime.node.app import Hooks, Update, group_machine_name, resource_machine_name
+from wolfpack.runtime.transport.messages import Message
+from wolfpack.runtime.transport.peers import PeerManager
+
+log = logging.getLogger("wolfpack.service")
+
+#: how long an administrator's update may wait for GUM (a regroup blocks updates)
+SUBMIT_TIMEOUT_S = 15.0
+
+
+class Service:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.me = config.node_id
+        self.peers: PeerManager | None = None
+        self.heartbeat: Any = None
+        self.admin_address: tuple[str, int] | None = None
+        self._stop = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._ready = asyncio.Event()
+
+    # -- assembly -----------------------------------------------------------------------------
+    def _open_store(self) -> None:
+        data = self.config.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        self.hive = Hive(data / "hive.sqlite")
+        self.quorum_log = QuorumLog(data / "quorum-log")
+        if self.quorum_log.diverged(self.hive) or self.hive.last_seq < self.quorum_log.last_seq:
+            self.quorum_log.catch_up(self.hive, rebuild_diverged=True)
+        self.state = NodeState.load(data / "state.json")
+        self.trace = TraceWriter(data / "transitions.ndjson")
+
+    def _build_node(self) -> None:
+        hooks = Hooks(drive=lambda machine, entry: self.bridge.drive(machine, entry),
+                      device=lambda effect: log.error("no quorum disk is configured; %s ignored", effect.name),
+                      load_database=lambda sponsor: self.transfer.load(sponsor),
+                      ended=self._update_ended,
+                      defer=lambda fn, what: self.node.post(fn))
+        database = HiveDatabase(self.hive, self.quorum_log, self.config.n,
+                                lambda: int(self.node.machines["membership"].record.epoch),
+                                on_groups_changed=lambda names: self.node.post(lambda: self._relayout(names)))
+        self.node = DaemonNode(self.config, database, self.state, self.trace, self._send, hooks)
+        self.transfer = Transfer(self.node, self._send, on_loaded=self._relayout_all)
+
+    def _spawn(self, coro: Any) -> None:
+        assert self._tasks is not None
+        self._tasks.create_task(coro)
+
+    def _send(self, peer: int, message: Message) -> bool:
+        if self.peers is None or peer in catalog.evicted(self.hive):
+            return False
+        return self.peers.send(peer, message)
+
+    def _on_message(self, src: int, message: Message) -> None:
+        if src in catalog.evicted(self.hive):
+            log.warning("node %d is evicted; its %s.%s is ignored", src, message.machine, message.name)
+            return
+        if message.machine == "db":
+            self.transfer.receive(src, message)
+        elif message.machine == "admin":
+            self.rpc.receive(src, message)
+        else:
+            self.node.post(lambda: self.node.receive(src, message))
+
+    def _on_heartbeat(self) -> None:
+        for kind, peer in self.heartbeat.read_events():
+            event = "suspect" if kind == "suspect" else "peer_back"
+            log.info("heartbeat: node %d %s", peer, "missed its beats on every network" if kind == "suspect"
+                     else "is back")
+            self.node.post(lambda e=event, p=peer: self._feed_membership(e, p))
+
+    def _feed_membership(self, event: str, peer: int) -> None:
+        if self.node.machines["membership"].state != "Down":
+            self.node.feed("membership", event, node=peer)
+
+    # -- groups and their resources ---------------------------------------------------------------
+    def _bind_group(self, info: catalog.GroupInfo) -> None:
+        intervals = {"looks_alive_ms": int(self.config["monitor.looks_alive_ms"]),
+                     "is_alive_ms": int(self.config["monitor.is_alive_ms"]),
+                     "pending_timeout_ms": int(self.config["timing.pending_timeout_ms"])}
+        for r in info.resources:
+            mine = {k: int(r.values[k]) for k in intervals if isinstance(r.values.get(k), int)}
+            self.bridge.bind(resource_machine_name(info.slot, r.index), f"{info.name}/{r.name}", r.type,
+                             r.properties, separate=r.separate_monitor, intervals={**intervals, **mine})
+
+    def _relayout(self, names: set[str]) -> None:
+        """Groups whose configuration or resources changed: rebuild their machines where they are at rest."""
+        groups = catalog.groups(self.hive)
+        for name in names:
+            info = groups.get(name)
+            slots = [info.slot] if info else [int(m[5:]) for m in self.node.machines if m.startswith("group")
+                                                 and not any(g.slot == int(m[5:]) for g in groups.values())]
+            for slot in slots:
+                if not self.node.group_idle(slot):
+                    log.info("group %s changed while running here; its machines are rebuilt once it is offline", name)
+                    self.node.pending_layout.add(name)
+                    continue
+                self._rebuild(slot, info)
+
+    def _rebuild(self, slot: int, info: catalog.GroupInfo | None) -> None:
+        for machine in [m for m in self.node.machines if m.startswith(f"res{slot}.")]:
+            self.bridge.unbind(machine)
+        if info is None:
+            for machine in [m for m in self.node.machines if m == group_machine_name(slot)
+                            or m.startswith(f"res{slot}.")]:
+                del self.node.machines[machine]
+            return
+        self.node.build_group(info)
+        self._bind_group(info)
+
+    def _relayout_all(self) -> None:
+        groups = catalog.groups(self.hive)
+        for slot in [int(m[5:]) for m in self.node.machines if m.startswith("group")]:
+            if not any(g.slot == slot for g in groups.values()):
+                self._rebuild(slot, None)
+        for info in groups.values():
+            self._rebuild(info.slot, info)
+
+    def _after_offline(self, machine: str) -> None:
+        slot = int(machine[5:])
+        for name in list(self.node.pending_layout):
+            info = catalog.groups(self.hive).get(name)
+            if info is None or info.slot == slot:
+                self.node.pending_layout.discard(name)
+                self.node.post(lambda n=name: self._relayout({n}))
+
+    # -- administrators' updates ------------------------------------------------------------------
+    async def submit(self, ops: Update) -> int:
+        """Submit one global update from this node; its sequence number once committed."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def start() -> None:
+            if not self.in_cluster():
+                future.set_exception(AdminError(
+                    f"node {self.me} is not a member of the cluster ({self.node.machines['membership'].state}); "
+                    "ask a member, or join this node first (`wolfpack node join`)", 503))
+                return
+            try:
+                operations.check(self.hive, ops)
+            except AdminError as exc:
+                future.set_exception(exc)
+                return
+            payload = self.node.app.submit(ops)
+            self._waiting[id(payload)] = future
+
+        self.node.post(start)
+        try:
+            return await asyncio.wait_for(future, SUBMIT_TIMEOUT_S)
+        except TimeoutError:
+            raise AdminError(f"the update was not committed within {SUBMIT_TIMEOUT_S:g} s (a regroup may be in "
+                             "progress); check `wolfpack status` and retry", 504) from None
+
+    def _update_ended(self, outcome: str, payload: Update) -> None:
+        future = self._waiting.pop(id(payload), None)
+        if future is None or future.done():
+            return
+        if outcome == "committed":
+            future.set_result(self.hive.last_seq)
+        elif outcome == "aborted":
+            future.set_exception(AdminError("the update was lost with the locker node before anyone had it; "
+                                            "retry it", 503))
+        else:
+            future.set_exception(AdminError("the cluster refused the update: it no longer fits the database "
+                                            "(another change came first); check and retry", 409))
+
+    def in_cluster(self) -> bool:
+        return (self.node.machines["membership"].state == "Stable"
+                and self.node.machines["gum"].state not in ("Halted",))
+
+    def members(self) -> list[int]:
+        return [k for k, m in enumerate(self.node.machines["failover"].record.members) if m]
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def boot(self) -> None:
+        """The membership machine boots: form a cluster or join the one that runs."""
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+        self.node.feed("membership", "boot")
+
+    def rejoin(self) -> None:
+        """After a halt or a planned leave: fresh machines with what the node keeps on disk, then boot."""
+        if self.node.machines["membership"].state not in ("Down", "Halted"):
+            raise AdminError(f"node {self.me} is in the cluster already", 409)
+        for timer in list(self.node.timers):
+            self.node.cancel_timer(timer)
+        self.node.build()
+        for info in catalog.groups(self.hive).values():
+            self._bind_group(info)
+        self.boot()
+
+    def leave(self) -> None:
+        """Planned leave (ClusterExit, O5): the others are told, this node stops its resources at once."""
+        if self.node.machines["membership"].state in ("Down",):
+            raise AdminError(f"node {self.me} is not in the cluster", 409)
+        self.node.feed("membership", "shutdown")
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, on_ready: Callable[[Service], None] | None = None) -> None:
+        from wolfpack.runtime.daemon.admin import AdminServer
+
+        self._open_store()
+        self._build_node()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        async with AsyncExitStack() as stack:
+            self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            self.bridge = ResourceBridge(self.config.run_dir, self.node.post, self.node.feed, spawn=self._spawn)
+            self.rpc = Rpc(self._send, self._rpc_handlers(), self._spawn)
+            cfg = self.config
+            self.peers = await stack.enter_async_context(PeerManager(
+                self.me, str(cfg["cluster.name"]), cfg.key, listen=cfg.me.address,
+                peers={e.id: e.address for e in cfg.nodes if e.id != self.me}, on_message=self._on_message))
+            timing = cfg.timing
+            self.heartbeat = HeartbeatTimer(self.me, cfg.key, list(cfg.me.heartbeat),
+                                            peers={e.id: list(e.heartbeat) for e in cfg.nodes if e.id != self.me},
+                                            period_ms=timing["heartbeat_period_ms"],
+                                            missed_threshold=timing["missed_heartbeats"])
+            stack.callback(self.heartbeat.close)
+            loop.add_reader(self.heartbeat.fileno(), self._on_heartbeat)
+            stack.callback(loop.remove_reader, self.heartbeat.fileno())
+            await self.bridge.start()
+            stack.push_async_callback(self.bridge.shutdown)
+            self.node.on_group_offline = self._after_offline
+            for info in catalog.groups(self.hive).values():
+                self._bind_group(info)
+            admin = AdminServer(self)
+            self.admin_address = await admin.start(str(cfg["admin.listen"]))
+            stack.push_async_callback(admin.stop)
+            url_file = cfg.run_dir / "admin.url"
+            url_file.parent.mkdir(parents=True, exist_ok=True)
+            url_file.write_text(f"http://{_host(self.admin_address[0])}:{self.admin_address[1]}\n")
+            node_task = self._tasks.create_task(self.node.run())
+            if cfg["node.join"]:
+                self.node.post(self.boot)
+            log.info("node %d of cluster %r: transport %s, admin API http://%s:%d, data %s", self.me,
+                     cfg["cluster.name"], self.peers.listen_address, *self.admin_address, cfg.data_dir)
+            self._ready.set()
+            if on_ready is not None:
+                on_ready(self)
+            await self._stop.wait()
+            log.info("node %d: stopping (planned leave)", self.me)
+            self.node.post(self._leave_quietly)
+            await self._drained()
+            self.node.stop()
+            node_task.cancel()
+            raise _Stopped
+        self.trace.close()
+
+    def _leave_quietly(self) -> None:
+        with contextlib.suppress(AdminError):
+            self.leave()
+
+    async def _drained(self) -> None:
+        while not self.node.queue.empty():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the ClusterExit messages leave
+
+    def _rpc_handlers(self) -> dict[str, Any]:
+        from wolfpack.runtime.daemon.admin import rpc_handlers
+
+        return rpc_handlers(self)
+
+    async def on_node(self, action: Callable[[], Any]) -> Any:
+        """Run ``action`` in the node's task (where the machines are consistent); its result."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def run() -> None:
+            try:
+                future.set_result(action())
+            except Exception as exc:  # AdminError, or a bug: the caller reports it
+                future.set_exception(exc)
+
+        self.node.post(run)
+        return await future
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Stopped(Exception):
+    """Leaves the task group when the service stops."""
+
+
+async def serve(config: NodeConfig, on_ready: Callable[[Service], None] | None = None) -> None:
+    service = Service(config)
+    try:
+        await service.run(on_ready)
+    except* _Stopped:
+        pass
+    log.info("node %d stopped", config.node_id)
+
+
+def machine_states(service: Service) -> Mapping[str, str]:
+    return {name: live.state for name, live in service.node.machines.items()}
