@@ -23,6 +23,12 @@ SUBCOMMANDS = {
     "verify": "wolfpack.verify_cmd",
     "machines": "wolfpack.machines_cmd",
     "simulate": "wolfpack.simulate_cmd",
+    "status": "wolfpack.status_cmd",
+    "cluster": "wolfpack.cluster_cmd",
+    "node": "wolfpack.node_cmd",
+    "group": "wolfpack.group_cmd",
+    "resource": "wolfpack.resource_cmd",
+    "demo": "wolfpack.demo_cmd",
 }
 
 

@@ -80,3 +80,19 @@ def from_node_file(path: Path, token: str | None = None) -> AdminClient:
     except OSError:
         raise ApiError(f"{url_file} does not exist: is wolfpackd running with {path}?", 0) from None
     return AdminClient(url, token if token is not None else cfg.token)
+
+
+def connect(api: str | None, token: str | None, config_path: Path | None) -> AdminClient:
+    """The client for ``--api``/``--token``/``--config`` (and ``WOLFPACK_API``/``WOLFPACK_TOKEN``)."""
+    import os
+
+    token = token if token is not None else os.environ.get("WOLFPACK_TOKEN")
+    api = api or os.environ.get("WOLFPACK_API")
+    if api:
+        return AdminClient(api, token or "")
+    if config_path is not None:
+        return from_node_file(config_path, token)
+    default = Path("/etc/wolfpack/node.toml")
+    if default.exists():
+        return from_node_file(default, token)
+    raise ApiError("which node? give --api http://HOST:PORT (or WOLFPACK_API) with --token, or --config NODE.toml", 0)

@@ -11,7 +11,7 @@ are ``{"error": "..."}`` with a status that says whose fault it is.
 ``GET  /v1/status``                         the cluster as seen from here, groups' states from their owners
 ``GET  /v1/local``                          this node's own machines and monitors
 ``POST /v1/cluster/parameters``             ``{"values": {"timing.restart_delay_ms": 1000}}`` (cluster-wide)
-``POST /v1/nodes/{id}/{action}``            join, leave, pause, resume, evict
+``POST /v1/nodes/{id}/{action}``            join, leave, pause, resume, drain (pause and move its groups away), evict
 ``POST /v1/groups``                         ``{"name", "preferred", "failback", "failback_window"}``
 ``DELETE /v1/groups/{name}``
 ``POST /v1/groups/{name}/{action}``         online, offline, move ``{"node"}``, configure ``{...}``
@@ -184,10 +184,16 @@ class AdminServer:
 
             await self.s.on_node(request_pause)
             return _json({"node": node, "action": action})
+        if action == "drain":
+            if node == self.s.me:
+                await self.s.on_node(lambda: request_drain(self.s))
+            else:
+                await self.s.rpc.call(node, "drain")
+            return _json({"node": node, "action": action})
         if action == "evict":
             ops = operations.evict(self.s.hive, node, members=self.s.members(), n=self.s.config.n)
             return _json({"node": node, "action": action, "seq": await self.s.submit(ops)})
-        raise AdminError(f"unknown node action {action!r}: use join, leave, pause, resume or evict", 404)
+        raise AdminError(f"unknown node action {action!r}: use join, leave, pause, resume, drain or evict", 404)
 
     async def group_create(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -294,6 +300,13 @@ def request_fail(s: Service, slot: int, index: int) -> dict[str, Any]:
     return {"node": s.me, "failed": True}
 
 
+def request_drain(s: Service) -> dict[str, Any]:
+    if not s.in_cluster():
+        raise AdminError(f"node {s.me} is not in the cluster; nothing to drain", 503)
+    s.node.feed("failover", "drain_requested")
+    return {"node": s.me, "draining": True}
+
+
 def rpc_handlers(s: Service) -> dict[str, Callable[[int, Mapping[str, Any]], Awaitable[Any]]]:
     async def move(src: int, p: Mapping[str, Any]) -> Any:
         return await s.on_node(lambda: request_move(s, int(p["group"]), int(p["node"])))
@@ -304,6 +317,9 @@ def rpc_handlers(s: Service) -> dict[str, Callable[[int, Mapping[str, Any]], Awa
     async def local(src: int, p: Mapping[str, Any]) -> Any:
         return await s.on_node(lambda: local_status(s))
 
+    async def drain(src: int, p: Mapping[str, Any]) -> Any:
+        return await s.on_node(lambda: request_drain(s))
+
     async def join(src: int, p: Mapping[str, Any]) -> Any:
         await s.on_node(s.rejoin)
         return {"node": s.me}
@@ -312,7 +328,7 @@ def rpc_handlers(s: Service) -> dict[str, Callable[[int, Mapping[str, Any]], Awa
         await s.on_node(s.leave)
         return {"node": s.me}
 
-    return {"move": move, "fail": fail, "local": local, "join": join, "leave": leave}
+    return {"move": move, "fail": fail, "local": local, "join": join, "leave": leave, "drain": drain}
 
 
 # -- status ------------------------------------------------------------------------------------------

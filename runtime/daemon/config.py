@@ -99,6 +99,10 @@ SETTINGS: tuple[Setting, ...] = (
             check=lambda v: None if v in ("debug", "info", "warning", "error") else
             "must be debug, info, warning or error"),
     Setting("node", "join", bool, True, "join the cluster at start (false: wait for `wolfpack node join`)"),
+    Setting("node", "rejoin_after_ms", int, 2000, "after the node halted (left out of a membership, quorum "
+            "lost), start its cluster role again this much later, as a service manager restarts a failed "
+            "service (0: never; `wolfpack node join` then does)",
+            check=lambda v: None if v >= 0 else "must be >= 0"),
     Setting("admin", "listen", str, "127.0.0.1:0", "the admin API's HOST:PORT (port 0: any free port)",
             check=_address_text),
     Setting("admin", "token", str, "", "the admin API token (or token_file); empty: no API writes"),

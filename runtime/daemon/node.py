@@ -72,6 +72,8 @@ class DaemonNode(MachineHost):
         self.pending_layout: set[str] = set()
         #: told when a group machine comes to rest offline here (its machine name)
         self.on_group_offline: Callable[[str], None] = lambda machine: None
+        #: told when the membership machine halts
+        self.on_halted: Callable[[], None] = lambda: None
         #: names of the reports the machines made since the last clear (e.g. the failover's move_refused)
         self.reports: list[str] = []
         self.build()
@@ -129,6 +131,8 @@ class DaemonNode(MachineHost):
             live = self.machines[machine]
             self.state.update(machine, {f: _json_value(getattr(live.record, f)) for f in fields})
         self._tell(machine, record)
+        if machine == "membership" and record.get("dest") == "Halted" and record.get("source") != "Halted":
+            self.on_halted()
         if (machine.startswith("group") and record.get("dest") in ("Offline", "Failed")
                 and record.get("source") != record.get("dest")):
             self.on_group_offline(machine)

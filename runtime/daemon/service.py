@@ -209,10 +209,26 @@ class Service:
         return [k for k, m in enumerate(self.node.machines["failover"].record.members) if m]
 
     # -- life cycle ---------------------------------------------------------------------------------
+    def _start_heartbeat(self) -> None:
+        """A new heartbeat timer (its sockets bound, its thread started); a stopped one cannot start again."""
+        self._stop_heartbeat()
+        cfg, timing = self.config, self.config.timing
+        self.heartbeat = HeartbeatTimer(self.me, cfg.key, list(cfg.me.heartbeat),
+                                        peers={e.id: list(e.heartbeat) for e in cfg.nodes if e.id != self.me},
+                                        period_ms=timing["heartbeat_period_ms"],
+                                        missed_threshold=timing["missed_heartbeats"])
+        asyncio.get_running_loop().add_reader(self.heartbeat.fileno(), self._on_heartbeat)
+        self.heartbeat.start()
+
+    def _stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            asyncio.get_running_loop().remove_reader(self.heartbeat.fileno())
+            self.heartbeat.close()
+            self.heartbeat = None
+
     def boot(self) -> None:
         """The membership machine boots: form a cluster or join the one that runs."""
-        if self.heartbeat is not None:
-            self.heartbeat.start()
+        self._start_heartbeat()
         self.node.feed("membership", "boot")
 
     def rejoin(self) -> None:
@@ -226,13 +242,25 @@ class Service:
             self._bind_group(info)
         self.boot()
 
+    def _halted(self) -> None:
+        """The membership machine halted: heartbeats stop (the others see this node gone), and the cluster role
+        starts again after ``node.rejoin_after_ms`` (a node left out when it started, or cut off, comes back)."""
+        self._stop_heartbeat()
+        delay = int(self.config["node.rejoin_after_ms"])
+        if delay > 0:
+            log.info("node %d halted; it starts its cluster role again in %d ms", self.me, delay)
+            asyncio.get_running_loop().call_later(delay / 1000, lambda: self.node.post(self._rejoin_if_halted))
+
+    def _rejoin_if_halted(self) -> None:
+        if self.node.machines["membership"].state == "Halted":
+            self.rejoin()
+
     def leave(self) -> None:
         """Planned leave (ClusterExit, O5): the others are told, this node stops its resources at once."""
         if self.node.machines["membership"].state in ("Down",):
             raise AdminError(f"node {self.me} is not in the cluster", 409)
         self.node.feed("membership", "shutdown")
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
+        self._stop_heartbeat()
 
     def stop(self) -> None:
         self._stop.set()
@@ -254,17 +282,11 @@ class Service:
             self.peers = await stack.enter_async_context(PeerManager(
                 self.me, str(cfg["cluster.name"]), cfg.key, listen=cfg.me.address,
                 peers={e.id: e.address for e in cfg.nodes if e.id != self.me}, on_message=self._on_message))
-            timing = cfg.timing
-            self.heartbeat = HeartbeatTimer(self.me, cfg.key, list(cfg.me.heartbeat),
-                                            peers={e.id: list(e.heartbeat) for e in cfg.nodes if e.id != self.me},
-                                            period_ms=timing["heartbeat_period_ms"],
-                                            missed_threshold=timing["missed_heartbeats"])
-            stack.callback(self.heartbeat.close)
-            loop.add_reader(self.heartbeat.fileno(), self._on_heartbeat)
-            stack.callback(loop.remove_reader, self.heartbeat.fileno())
+            stack.callback(self._stop_heartbeat)
             await self.bridge.start()
             stack.push_async_callback(self.bridge.shutdown)
             self.node.on_group_offline = self._after_offline
+            self.node.on_halted = self._halted
             for info in catalog.groups(self.hive).values():
                 self._bind_group(info)
             admin = AdminServer(self)
