@@ -8,7 +8,9 @@ node file's ``admin.token`` / ``admin.token_file``.
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,13 +30,29 @@ class ApiError(WolfpackError):
         self.status = status
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
 class AdminClient:
+    """``url``: ``http://HOST:PORT`` or ``unix:/path/to/admin.sock``."""
+
     def __init__(self, url: str, token: str = "", timeout_s: float = 20.0) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
 
     def request(self, method: str, path: str, body: Any = None, *, timeout_s: float | None = None) -> Any:
+        if self.url.startswith("unix:"):
+            return self._unix(method, path, body, timeout_s or self.timeout_s)
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
         req.add_header("Content-Type", "application/json")
@@ -53,6 +71,27 @@ class AdminClient:
             reason = getattr(exc, "reason", exc)
             raise ApiError(f"cannot reach the admin API at {self.url} ({reason}); is wolfpackd running there? "
                            "Give --api URL or --config NODE.toml", 0) from None
+
+    def _unix(self, method: str, path: str, body: Any, timeout_s: float) -> Any:
+        sock_path = self.url[len("unix:"):]
+        conn = _UnixConnection(sock_path, timeout_s)
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            conn.request(method, path, None if body is None else json.dumps(body).encode(), headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except OSError as exc:
+            raise ApiError(f"cannot reach the admin API at {sock_path} ({exc}); is wolfpackd running there?", 0) \
+                from None
+        finally:
+            conn.close()
+        data = json.loads(raw or b"null")
+        if response.status >= 400:
+            raise ApiError(str(data.get("error", response.reason) if isinstance(data, dict) else response.reason),
+                           response.status)
+        return data
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)

@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -87,7 +88,7 @@ class AdminServer:
         self.s = service
         self._runner: web.AppRunner | None = None
 
-    async def start(self, listen: str) -> tuple[str, int]:
+    async def start(self, listen: str, unix_socket: Path | None = None) -> tuple[str, int]:
         host, port = parse_address(listen, "admin.listen: ")
         app = web.Application(middlewares=[self._auth, _errors], client_max_size=MAX_BODY)
         r = app.router
@@ -109,6 +110,11 @@ class AdminServer:
         await site.start()
         sockets = site._server.sockets if site._server is not None else []  # type: ignore[attr-defined]
         bound = sockets[0].getsockname() if sockets else (host, port)
+        if unix_socket is not None:
+            unix_socket.parent.mkdir(parents=True, exist_ok=True)
+            unix_socket.unlink(missing_ok=True)
+            await web.UnixSite(self._runner, str(unix_socket)).start()
+            unix_socket.chmod(0o600)
         return str(bound[0]), int(bound[1])
 
     async def stop(self) -> None:
@@ -350,7 +356,8 @@ def local_status(s: Service) -> dict[str, Any]:
     return {"node": s.me, "membership": {"state": m["membership"].state, "epoch": int(membership.epoch),
                                          "members": [k for k, x in enumerate(membership.members) if x]},
             "gum": {"state": m["gum"].state, "last_seq": int(gum.last_seq), "locker": int(gum.locker)},
-            "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s)}
+            "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s),
+            "transport": s.peers.stats.as_dict() if s.peers is not None else {}}
 
 
 def _group_state(live: Any) -> str:

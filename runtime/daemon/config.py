@@ -105,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
             check=lambda v: None if v >= 0 else "must be >= 0"),
     Setting("admin", "listen", str, "127.0.0.1:0", "the admin API's HOST:PORT (port 0: any free port)",
             check=_address_text),
+    Setting("admin", "socket", str, "", "also serve the admin API on this Unix socket (default: RUN_DIR/admin.sock; "
+            "'none': no socket)"),
     Setting("admin", "token", str, "", "the admin API token (or token_file); empty: no API writes"),
     Setting("admin", "token_file", str, "", "a file holding the admin API token"),
     Setting("monitor", "looks_alive_ms", int, d.LOOKS_ALIVE_INTERVAL_MS,
@@ -160,6 +162,11 @@ class NodeConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.values["node.run_dir"] or self.data_dir / "run")
+
+    @property
+    def admin_socket(self) -> Path | None:
+        value = str(self.values["admin.socket"])
+        return None if value == "none" else Path(value) if value else self.run_dir / "admin.sock"
 
     @property
     def timing(self) -> dict[str, int]:

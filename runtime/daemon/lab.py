@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wolfpack.client import AdminClient, ApiError, admin_url_file
+from wolfpack.client import AdminClient, ApiError
 from wolfpack.errors import WolfpackError
 from wolfpack.runtime.daemon import config as node_config
 from wolfpack.runtime.daemon.trace import read
@@ -72,7 +72,8 @@ class LabCluster:
                 ports = (free_port(host), free_port(host, socket.SOCK_DGRAM), free_port(host))
             else:
                 ports = (TRANSPORT_PORT, HEARTBEAT_PORT, ADMIN_PORT)
-            entries.append(node_config.NodeEntry(i, (host, ports[0]), ((host, ports[1]),), (host, ports[2])))
+            admin = (host, ports[2]) if loopback else ("127.0.0.1", ports[2])
+            entries.append(node_config.NodeEntry(i, (host, ports[0]), ((host, ports[1]),), admin))
         self.nodes: list[LabNode] = []
         for e in entries:
             data = root / f"node{e.id}"
@@ -91,7 +92,7 @@ class LabCluster:
         node = self.nodes[i]
         node.log_path = self.root / f"node{i}.log"
         with contextlib.suppress(FileNotFoundError):
-            admin_url_file(node.data_dir / "run").unlink()
+            (node.data_dir / "run" / "admin.sock").unlink()
         log = open(node.log_path, "ab")  # noqa: SIM115 - the child keeps it
         node.process = subprocess.Popen(
             [*node.prefix, sys.executable, "-m", "wolfpack.runtime.daemon.main", "--config", str(node.config_path)],
@@ -137,8 +138,8 @@ class LabCluster:
 
     # -- the admin API ---------------------------------------------------------------------------------
     def client(self, i: int, timeout_s: float = 20.0) -> AdminClient:
-        url = admin_url_file(self.nodes[i].data_dir / "run").read_text().strip()
-        return AdminClient(url, self.token, timeout_s)
+        """Node ``i``'s admin API on its Unix socket (a file: reachable from outside a network namespace)."""
+        return AdminClient(f"unix:{self.nodes[i].data_dir / 'run' / 'admin.sock'}", self.token, timeout_s)
 
     def wait_api(self, i: int, timeout_s: float = 30.0) -> AdminClient:
         deadline = time.monotonic() + timeout_s

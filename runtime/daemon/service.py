@@ -43,6 +43,8 @@ log = logging.getLogger("wolfpack.service")
 
 #: how long an administrator's update may wait for GUM (a regroup blocks updates)
 SUBMIT_TIMEOUT_S = 15.0
+#: a halted node that hears a regroup joins it, but not sooner than this after it halted
+REJOIN_MIN_S = 0.5
 
 
 class Service:
@@ -56,6 +58,7 @@ class Service:
         self._tasks: asyncio.TaskGroup | None = None
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._ready = asyncio.Event()
+        self._halted_at: float | None = None
 
     # -- assembly -----------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -97,6 +100,8 @@ class Service:
             self.transfer.receive(src, message)
         elif message.machine == "admin":
             self.rpc.receive(src, message)
+        elif message.machine == "membership" and self._halted_at is not None:
+            self._heard_regroup()
         else:
             self.node.post(lambda: self.node.receive(src, message))
 
@@ -248,11 +253,25 @@ class Service:
         self._stop_heartbeat()
         delay = int(self.config["node.rejoin_after_ms"])
         if delay > 0:
-            log.info("node %d halted; it starts its cluster role again in %d ms", self.me, delay)
-            asyncio.get_running_loop().call_later(delay / 1000, lambda: self.node.post(self._rejoin_if_halted))
+            loop = asyncio.get_running_loop()
+            self._halted_at = loop.time()
+            log.info("node %d halted; it starts its cluster role again in %d ms, or when it hears a regroup",
+                     self.me, delay)
+            loop.call_later(delay / 1000, lambda: self.node.post(self._rejoin_if_halted))
+
+    def _heard_regroup(self) -> None:
+        """A halted node hears another node's regroup: it joins it (not before ``REJOIN_MIN_S`` after its halt,
+        so that a node left out again does not spin).  Without this, nodes that started a little apart would
+        each halt alone and start again, out of step, forever."""
+        assert self._halted_at is not None
+        gap = min(int(self.config["node.rejoin_after_ms"]) / 1000, REJOIN_MIN_S)
+        if asyncio.get_running_loop().time() - self._halted_at >= gap:
+            self._halted_at = None
+            self.node.post(self._rejoin_if_halted)
 
     def _rejoin_if_halted(self) -> None:
         if self.node.machines["membership"].state == "Halted":
+            self._halted_at = None
             self.rejoin()
 
     def leave(self) -> None:
@@ -290,7 +309,7 @@ class Service:
             for info in catalog.groups(self.hive).values():
                 self._bind_group(info)
             admin = AdminServer(self)
-            self.admin_address = await admin.start(str(cfg["admin.listen"]))
+            self.admin_address = await admin.start(str(cfg["admin.listen"]), cfg.admin_socket)
             stack.push_async_callback(admin.stop)
             url_file = cfg.run_dir / "admin.url"
             url_file.parent.mkdir(parents=True, exist_ok=True)
