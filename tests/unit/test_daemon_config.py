@@ -46,7 +46,8 @@ def test_the_environment_is_above_the_file_and_overrides_above_both(tmp_path: Pa
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    path = node_file(tmp_path, '[admin]\nlisten = "localhost:80"\n[node2]\nx = 1\n[timing]\nmissed_heartbeats = "five"\n')
+    path = node_file(tmp_path, '[admin]\nlisten = "localhost:80"\n[node2]\nx = 1\n'
+                               '[timing]\nmissed_heartbeats = "five"\n')
     with pytest.raises(ConfigError) as err:
         config.load(path, environ={"WOLFPACK_NODE_ID": "zero"})
     text = str(err.value)
