@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "group": "wolfpack.group_cmd",
     "resource": "wolfpack.resource_cmd",
     "demo": "wolfpack.demo_cmd",
+    "trace": "wolfpack.trace_cmd",
 }
 
 

@@ -1,0 +1,205 @@
+"""Figures of the runtime on lab nodes: three wolfpackd in network namespaces (root), or on loopback.
+
+    sudo .venv/bin/python bench/bench_runtime.py failover --trials 20
+    sudo .venv/bin/python bench/bench_runtime.py updates --seconds 10
+    sudo .venv/bin/python bench/bench_runtime.py idle --seconds 60
+    sudo .venv/bin/python bench/bench_runtime.py saturated --seconds 600
+
+``failover``: kill -9 of the group's owner, then from the survivors' transition logs: the time to the first
+suspicion, to the new membership, and to the group Online on another node (p50, p99, max); the killed node is
+started again between trials.  ``updates``: durable global updates per second committed on 3 nodes (every one
+fsync'd to each node's quorum log and committed to its hive), submitted by concurrent clients on every node.
+``idle``: CPU and RSS of each node's daemon and resource monitor with one group online.  ``saturated``: both
+cores busy with spinning processes for the given time; counts false suspicions (a node suspected while it runs).
+
+Figures are printed, never asserted; these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from netns import Network, formed  # noqa: E402
+
+from wolfpack.runtime.daemon.lab import LabCluster  # noqa: E402
+
+SETTINGS = {"monitor.looks_alive_ms": 500, "monitor.is_alive_ms": 5000}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summary(name: str, values: list[float]) -> str:
+    return (f"{name:<34} n={len(values):3d}  p50 {percentile(values, 50):7.0f} ms  "
+            f"p99 {percentile(values, 99):7.0f} ms  max {max(values):7.0f} ms")
+
+
+@contextlib.contextmanager
+def cluster(loopback: bool) -> Any:
+    root = Path(tempfile.mkdtemp(prefix="wolfpack-bench-"))
+    network = None if loopback else Network(3, tag=f"wb{os.getpid() % 10000}")
+    try:
+        hosts = ["127.0.0.1"] * 3 if network is None else [network.address(i) for i in range(3)]
+        prefixes = [] if network is None else [network.prefix(i) for i in range(3)]
+        with LabCluster(root, hosts, loopback=network is None, prefixes=prefixes, settings=SETTINGS) as lab:
+            lab.start_all()
+            for i in range(3):
+                lab.wait_api(i)
+            formed(lab, [0, 1, 2])
+            yield lab
+            lab.stop_all()
+    finally:
+        if network is not None:
+            network.close()
+
+
+def group_online(lab: LabCluster, api_node: int) -> None:
+    api = lab.client(api_node)
+    api.post("/v1/groups", {"name": "web", "preferred": [0, 1, 2]})
+    api.post("/v1/resources", {"group": "web", "name": "app", "type": "Generic Application",
+                               "properties": {"command": ["sleep", "100000"]}})
+    api.post("/v1/groups/web/online")
+    lab.wait_for("web online", lambda: lab.group(api_node, "web")["state"] == "Online", 30)
+
+
+def first(records: list[dict[str, Any]], since: int, match: Any) -> int | None:
+    times = [r["t"] for r in records if r.get("kind") == "step" and r["t"] >= since and "dest" in r and match(r)]
+    return min(times) - since if times else None
+
+
+def failover(args: argparse.Namespace) -> None:
+    suspected, installed, online, observed = [], [], [], []
+    with cluster(args.loopback) as lab:
+        group_online(lab, 0)
+        for trial in range(args.trials):
+            owner = int(lab.group(0 if lab.nodes[0].running else 1, "web")["owner"])
+            survivors = [i for i in range(3) if i != owner]
+            killed = time.time_ns() // 1_000_000
+            t0 = time.monotonic()
+            lab.kill(owner)
+            lab.wait_for("failover", lambda: (g := lab.group(survivors[0], "web"))["state"] == "Online"
+                         and g["owner"] != owner, 30, every_s=0.01)
+            observed.append((time.monotonic() - t0) * 1000)
+            records = [r for i in survivors for r in lab.trace(i)]
+            s = first(records, killed, lambda r: r["machine"] == "membership" and r["trigger"] == "suspect"
+                      and r["args"].get("node") == owner)
+            m = first(records, killed, lambda r: r["machine"] == "membership" and r["dest"] == "Stable"
+                      and r["source"] != "Stable")
+            o = first(records, killed, lambda r: r["machine"].startswith("group") and r["dest"] == "Online")
+            for series, value in ((suspected, s), (installed, m), (online, o)):
+                if value is not None:
+                    series.append(float(value))
+            print(f"trial {trial + 1:2d}: node {owner} killed; suspected after {s} ms, membership after {m} ms, "
+                  f"web online after {o} ms (client saw it after {observed[-1]:.0f} ms)", flush=True)
+            lab.start(owner)
+            lab.wait_api(owner)
+            formed(lab, [0, 1, 2], 60)
+    print()
+    print(summary("kill -> suspicion", suspected))
+    print(summary("kill -> new membership", installed))
+    print(summary("kill -> group online elsewhere", online))
+    print(summary("kill -> online, as a client polls", observed))
+
+
+def updates(args: argparse.Namespace) -> None:
+    with cluster(args.loopback) as lab:
+        api = lab.client(0)
+        api.post("/v1/groups", {"name": "g", "preferred": [0, 1, 2]})
+        clients = [lab.client(i % 3) for i in range(args.clients)]
+        deadline = time.monotonic() + args.seconds
+        committed = [0] * args.clients
+
+        def work(k: int) -> None:
+            value = 0
+            while time.monotonic() < deadline:
+                value += 1
+                clients[k].post("/v1/groups/g/configure", {"failback_window": [value % 24, -1]})
+                committed[k] += 1
+
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(work, range(args.clients)))
+        took = time.monotonic() - start
+        seqs = [lab.client(i).get("/v1/local")["gum"]["last_seq"] for i in range(3)]
+    total = sum(committed)
+    print(f"{total} durable global updates committed in {took:.1f} s by {args.clients} clients on 3 nodes: "
+          f"{total / took:.0f} updates/s; every node applied {seqs} (each update fsync'd to the quorum log and "
+          "committed to the hive, synchronous=FULL, on every node)")
+
+
+def _proc(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS KiB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS:"))
+    return cpu, rss
+
+
+def idle(args: argparse.Namespace) -> None:
+    with cluster(args.loopback) as lab:
+        group_online(lab, 0)
+        pids = {}
+        for i in range(3):
+            node = lab.nodes[i]
+            assert node.process is not None
+            monitor = lab.client(i).get("/v1/local")["monitors"]["default"]["pid"]
+            pids[i] = (node.process.pid, monitor)
+        time.sleep(5)
+        before = {i: (_proc(d), _proc(m)) for i, (d, m) in pids.items()}
+        time.sleep(args.seconds)
+        after = {i: (_proc(d), _proc(m)) for i, (d, m) in pids.items()}
+    for i in range(3):
+        (d0, m0), (d1, m1) = before[i], after[i]
+        cpu = (d1[0] - d0[0] + m1[0] - m0[0]) / args.seconds * 100
+        print(f"node {i}: CPU {cpu:.2f} % of one core (daemon {(d1[0] - d0[0]) / args.seconds * 100:.2f} %, "
+              f"monitor {(m1[0] - m0[0]) / args.seconds * 100:.2f} %); RSS daemon {d1[1] / 1024:.1f} MiB + monitor "
+              f"{m1[1] / 1024:.1f} MiB = {(d1[1] + m1[1]) / 1024:.1f} MiB")
+
+
+def saturated(args: argparse.Namespace) -> None:
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        with cluster(args.loopback) as lab:
+            group_online(lab, 0)
+            start_ms = time.time_ns() // 1_000_000
+            time.sleep(args.seconds)
+            suspicions = [(i, r["args"]["node"], r["t"] - start_ms) for i in range(3) for r in lab.trace(i)
+                          if r.get("kind") == "step" and r["t"] >= start_ms and r["machine"] == "membership"
+                          and r["trigger"] == "suspect"]
+            epochs = {lab.client(i).get("/v1/local")["membership"]["epoch"] for i in range(3)}
+            owner = lab.group(0, "web")
+    finally:
+        for b in burners:
+            b.kill()
+    print(f"{len(burners)} spinning processes for {args.seconds} s: {len(suspicions)} suspicion(s) {suspicions[:10]}; "
+          f"epochs at the end {sorted(epochs)}; web {owner['state']} on node {owner['owner']}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=["failover", "updates", "idle", "saturated"])
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--loopback", action="store_true", help="run on 127.0.0.1 (no root) instead of namespaces")
+    args = p.parse_args()
+    {"failover": failover, "updates": updates, "idle": idle, "saturated": saturated}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
