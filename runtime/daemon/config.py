@@ -4,7 +4,10 @@ Layers, lowest first: Wolfpack's defaults < the node's TOML file < the
 environment (``WOLFPACK_<SECTION>_<KEY>``, e.g. ``WOLFPACK_NODE_ID=2`` or
 ``WOLFPACK_TIMING_HEARTBEAT_PERIOD_MS=200``) < cluster-wide values, which an
 administrator sets with ``wolfpack cluster set`` (a global update, so every
-node has the same) for the keys marked *cluster-wide* below.
+node has the same) for the keys marked *cluster-wide* below.  Cluster-wide
+values take effect for the resources and groups built after the update (the
+resource defaults, the monitors' intervals); the protocol timings
+(heartbeats, regroup, take-over wait) are read when the daemon starts.
 
 The file::
 

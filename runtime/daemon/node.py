@@ -104,10 +104,16 @@ class DaemonNode(MachineHost):
             del self.machines[name]
         if not 0 <= info.slot < self.slots or not info.resources:
             return
-        built = group_machines(info.slot, info.config(), self.n, **resource_defaults(self.config.timing))
+        built = group_machines(info.slot, info.config(), self.n, **resource_defaults(self.effective_config.timing))
         for name, live in built.items():
             self.machines[name] = live
             self.trace.machine(name, live, self._context())
+
+    @property
+    def effective_config(self) -> NodeConfig:
+        """The node's configuration with the cluster-wide values (``wolfpack cluster set``) on top; resources and
+        groups built from now on use them (the protocol timings are read once, at start)."""
+        return self.config.with_cluster_values(catalog.parameters(self.database.hive))
 
     def group_idle(self, slot: int) -> bool:
         """The group's machines are at rest offline here (its layout may change)."""

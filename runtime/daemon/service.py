@@ -118,9 +118,10 @@ class Service:
 
     # -- groups and their resources ---------------------------------------------------------------
     def _bind_group(self, info: catalog.GroupInfo) -> None:
-        intervals = {"looks_alive_ms": int(self.config["monitor.looks_alive_ms"]),
-                     "is_alive_ms": int(self.config["monitor.is_alive_ms"]),
-                     "pending_timeout_ms": int(self.config["timing.pending_timeout_ms"])}
+        cfg = self.node.effective_config
+        intervals = {"looks_alive_ms": int(cfg["monitor.looks_alive_ms"]),
+                     "is_alive_ms": int(cfg["monitor.is_alive_ms"]),
+                     "pending_timeout_ms": int(cfg["timing.pending_timeout_ms"])}
         for r in info.resources:
             mine = {k: int(r.values[k]) for k in intervals if isinstance(r.values.get(k), int)}
             self.bridge.bind(resource_machine_name(info.slot, r.index), f"{info.name}/{r.name}", r.type,

@@ -163,3 +163,6 @@ def test_the_admin_api_refuses_bad_requests_and_the_daemon_keeps_running(lab: La
         assert err.value.status == status, (path, err.value)
         assert str(err.value)
     assert api.get("/v1/local")["membership"]["state"] == "Stable"
+    # a cluster-wide value is one global update: every node has it
+    api.post("/v1/cluster/parameters", {"values": {"timing.restart_delay_ms": "1000"}})
+    assert all(lab.status(i)["parameters"] == {"timing.restart_delay_ms": 1000} for i in range(3))
