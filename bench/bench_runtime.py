@@ -30,9 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from netns import Network, formed  # noqa: E402
+from netns import Network, formed
 
-from wolfpack.runtime.daemon.lab import LabCluster  # noqa: E402
+from wolfpack.runtime.daemon.lab import LabCluster
 
 SETTINGS = {"monitor.looks_alive_ms": 500, "monitor.is_alive_ms": 5000}
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from click.testing import CliRunner
 
 from wolfpack.cli import cli
+
+pytestmark = pytest.mark.integration
 
 
 def test_the_demo_fails_the_web_server_over_and_prints_the_timeline() -> None:

@@ -29,7 +29,7 @@ import itertools
 import math
 import random
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -97,13 +97,15 @@ def progress_args(spec: Spec, rec: Record, trigger: str) -> list[dict[str, int]]
         return []
     names, ranges = _arg_ranges(spec, rec, trigger)
     total = math.prod(len(r) for r in ranges)
+    candidates: Iterable[dict[str, int]]
     if total > PROGRESS_SAMPLE:
-        # a different sample for each record and trigger, the same in every run (sampled by index: a large
-        # product, such as a group's configuration with its preferred owners, is never built whole)
+        # a different sample for each record and trigger, the same in every run (sampled by index and decoded
+        # lazily: a large product, such as a group's configuration with its preferred owners, is never built)
         seed = zlib.crc32(f"{trigger} {rec!r}".encode())
-        candidates = [_nth_args(names, ranges, i) for i in random.Random(seed).sample(range(total), PROGRESS_SAMPLE)]
+        indices = random.Random(seed).sample(range(total), PROGRESS_SAMPLE)
+        candidates = (_nth_args(names, ranges, i) for i in indices)
     else:
-        candidates = [dict(zip(names, values, strict=True)) for values in itertools.product(*ranges)]
+        candidates = (dict(zip(names, values, strict=True)) for values in itertools.product(*ranges))
     progress: list[dict[str, int]] = []
     for a in candidates:  # the first PROGRESS_ENOUGH that change the record are choice enough for one draw
         if reference.step(spec, rec, trigger, a).record != rec:
