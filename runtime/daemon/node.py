@@ -7,8 +7,11 @@ interleave.  The node decides nothing itself: it feeds events to the
 machines and carries out their effects through :class:`NodeApp`.
 
 Every step is written as one NDJSON record to the transition log (see
-:mod:`.trace`), and the fields of ``DURABLE`` are written to the node state
-file before the step's messages leave.
+:mod:`.trace`).  What a restarted node keeps (``DURABLE`` of
+``runtime/node/layout.py``) comes from two places: the hive holds GUM's
+``last_seq`` and the failover manager's owners (and is committed within the
+step that applies an update); the node state file holds the rest
+(:data:`STATE_FILE_FIELDS`), written before the step's messages leave.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ from wolfpack.spec.failover import NO_GROUP
 
 log = logging.getLogger("wolfpack.node")
 
+#: group commit: queued updates of this node that travel as one global update (one lock, one sweep, one fsync
+#: per node for all of them)
+BATCH_LIMIT = 64
+
+#: the durable fields the hive does not hold: written to the node state file when they change
+STATE_FILE_FIELDS = {"membership": DURABLE["membership"],
+                     "gum": tuple(f for f in DURABLE["gum"] if f != "last_seq")}
+
 Send = Callable[[int, Message], None]
 
 
@@ -64,7 +75,7 @@ class DaemonNode(MachineHost):
         self._generation = 0
         self.stopped = False
         self.machines = {}
-        self.app = NodeApp(self, database, hooks)
+        self.app = NodeApp(self, database, hooks, batch_limit=BATCH_LIMIT)
         self.app.store = database.records()
         self._resumed = asyncio.Event()
         self._resumed.set()
@@ -86,7 +97,7 @@ class DaemonNode(MachineHost):
                                           timing=timing, failover={"wanted": (NO_GROUP,) * self.slots})
         kept = dict(self.state.fields)
         kept.setdefault("gum", {})["last_seq"] = self.database.hive.last_seq
-        for name, fields in DURABLE.items():
+        for name, fields in DURABLE.items():  # the failover manager's owners come from the hive's events below
             values = {f: _record_value(v) for f, v in kept.get(name, {}).items() if f in fields}
             if values and name in self.machines:
                 self.machines[name].record = self.machines[name].record.replace(**values)
@@ -132,7 +143,8 @@ class DaemonNode(MachineHost):
 
     def log_step(self, machine: str, record: dict[str, Any]) -> None:
         self.trace.step(machine, record, self._context())
-        fields = DURABLE.get(machine)
+        self.app.after_step(machine, record)
+        fields = STATE_FILE_FIELDS.get(machine)
         if fields is not None and "dest" in record:
             live = self.machines[machine]
             self.state.update(machine, {f: _json_value(getattr(live.record, f)) for f in fields})

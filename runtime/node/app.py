@@ -98,6 +98,10 @@ class NodeApp:
     store: dict[int, Update] = field(default_factory=dict)  # payload by sequence number
     incoming: dict[int, Update] = field(default_factory=dict)  # lock requests' payloads, by sender
     queue: list[Update] = field(default_factory=list)
+    #: group commit: at most this many queued updates travel as one global update (1: each on its own)
+    batch_limit: int = 1
+    parts: list[Update] = field(default_factory=list)  # the queued updates ``pending`` is made of
+    _singles: int = 0  # after a refused batch, its updates go one at a time (only the bad one is refused)
 
     # -- GUM payloads ride beside their messages -------------------------------------------
     def attach_payload(self, machine: str, name: str, args: Mapping[str, Any]) -> Update | None:
@@ -139,7 +143,11 @@ class NodeApp:
     def next_submit(self) -> None:
         if self.pending is not None or not self.queue or self.host.machines["gum"].state != "Idle":
             return  # one update in flight at a time; an idle GUM picks the queue up again
-        self.pending = self.queue.pop(0)
+        limit = 1 if self._singles > 0 else self.batch_limit
+        self._singles = max(self._singles - 1, 0)
+        self.parts = self.queue[:limit]
+        del self.queue[:len(self.parts)]
+        self.pending = self.parts[0] if len(self.parts) == 1 else [c for part in self.parts for c in part]
         self.host.feed("gum", "submit")
 
     def after_step(self, machine: str, entry: Mapping[str, Any]) -> None:
@@ -163,9 +171,14 @@ class NodeApp:
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
             if report.name == "committed" and self.pending is not None:
                 self.hooks.committed(int(report.args["seq"]), self.pending)
-            if self.pending is not None:
-                self.hooks.ended(report.name, self.pending)
+            if report.name == "refused" and len(self.parts) > 1:  # try them one by one: only the bad one fails
+                self.queue[0:0] = self.parts
+                self._singles = len(self.parts)
+            else:
+                for part in self.parts:
+                    self.hooks.ended(report.name, part)
             self.pending = None
+            self.parts = []
         return out
 
     # -- commands ------------------------------------------------------------------------------

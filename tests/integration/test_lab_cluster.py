@@ -4,6 +4,7 @@ at the end of each test (``conftest.lab``)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import sys
@@ -163,6 +164,13 @@ def test_the_admin_api_refuses_bad_requests_and_the_daemon_keeps_running(lab: La
         assert err.value.status == status, (path, err.value)
         assert str(err.value)
     assert api.get("/v1/local")["membership"]["state"] == "Stable"
+    # concurrent updates from every node: each node's queue goes out as one global update at a time
+    api.post("/v1/groups", {"name": "g", "preferred": [0, 1, 2]})
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        seqs = list(pool.map(lambda k: lab.client(k % 3).post("/v1/groups/g/configure",
+                                                              {"failback_window": [k, -1]})["seq"], range(24)))
+    assert len(seqs) == 24 and all(s > 0 for s in seqs)
+    assert len({lab.client(i).get("/v1/local")["gum"]["last_seq"] for i in range(3)}) == 1
     # a cluster-wide value is one global update: every node has it
     api.post("/v1/cluster/parameters", {"values": {"timing.restart_delay_ms": "1000"}})
     assert all(lab.status(i)["parameters"] == {"timing.restart_delay_ms": 1000} for i in range(3))
