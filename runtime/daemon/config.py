@@ -321,16 +321,7 @@ def load(path: Path | None, *, environ: Mapping[str, str] | None = None,
             problems.append(why)
         else:
             values[setting.name] = value
-    for name, raw in (overrides or {}).items():
-        setting = BY_NAME.get(name)
-        if setting is None:
-            problems.append(f"unknown setting {name!r}")
-            continue
-        value, why = _coerce(setting, raw, "command line")
-        if why:
-            problems.append(why)
-        else:
-            values[name] = value
+    values.update(_checked(overrides or {}, "command line", problems))
     for setting in SETTINGS:
         if setting.default is None and values[setting.name] is None:
             problems.append(f"{setting.name} is missing ({setting.doc}); set it in [{setting.section}] "
@@ -360,21 +351,28 @@ def load(path: Path | None, *, environ: Mapping[str, str] | None = None,
     return NodeConfig(values, nodes, key, token, source)
 
 
-def check_cluster_values(base: NodeConfig, changes: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate cluster-wide values (``wolfpack cluster set``) on top of ``base``; every problem at once."""
-    problems = []
+def _checked(raw: Mapping[str, Any], source: str, problems: list[str], *, cluster_wide: bool = False) -> dict[str, Any]:
+    """``raw`` ("section.key" -> value) coerced and checked; what is wrong goes to ``problems``."""
     checked: dict[str, Any] = {}
-    for name, raw in changes.items():
+    for name, value in raw.items():
         setting = BY_NAME.get(name)
-        if setting is None or not setting.cluster_wide:
+        if setting is None or (cluster_wide and not setting.cluster_wide):
             wide = ", ".join(s.name for s in SETTINGS if s.cluster_wide)
-            problems.append(f"{name} is not a cluster-wide setting (those are: {wide})")
+            problems.append(f"{name} is not a cluster-wide setting (those are: {wide})" if cluster_wide
+                            else f"unknown setting {name!r}")
             continue
-        value, why = _coerce(setting, raw, "cluster set")
+        coerced, why = _coerce(setting, value, source)
         if why:
             problems.append(why)
         else:
-            checked[name] = value
+            checked[name] = coerced
+    return checked
+
+
+def check_cluster_values(base: NodeConfig, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate cluster-wide values (``wolfpack cluster set``) on top of ``base``; every problem at once."""
+    problems: list[str] = []
+    checked = _checked(changes, "cluster set", problems, cluster_wide=True)
     merged = base.with_cluster_values(checked)
     problems += [f"timing obligation violated: {v}" for v in timing.check(merged.timing)]
     if problems:

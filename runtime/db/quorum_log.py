@@ -375,6 +375,13 @@ class QuorumLog:
             )
         self._refuse_diverged(hive)
         tail = [r for r in self._effective_records() if r.seq > seq]
+        self._restart_at(content, tail)
+        log.info("quorum log: checkpoint at update %d written, %d later record(s) kept", seq, len(tail))
+        return seq
+
+    def _restart_at(self, content: HiveContent, tail: Sequence[LogRecord]) -> None:
+        """Write ``content`` as the only checkpoint and ``tail`` as the only segment after it."""
+        seq = content.last_seq
         write_checkpoint(self.directory, seq, encode_snapshot(content), durable=self.durable)
         new_segment = self._write_segment(seq, tail)  # replaces log-<seq> if it exists: our fd keeps the old file
         os.close(self._fd)
@@ -389,8 +396,6 @@ class QuorumLog:
         self._checkpoint_seq, self._checkpoint = seq, content
         self._last_seq = tail[-1].seq if tail else seq
         self._open_for_append(new_segment)
-        log.info("quorum log: checkpoint at update %d written, %d later record(s) kept", seq, len(tail))
-        return seq
 
     def reset(self, hive: Hive) -> int:
         """Make the hive (just loaded from a sponsor's snapshot) the log's new start: a checkpoint at its
@@ -398,21 +403,9 @@ class QuorumLog:
         (design decision 9: a member behind its sponsor takes the sponsor's database)."""
         content = hive.content()
         seq = content.last_seq
-        write_checkpoint(self.directory, seq, encode_snapshot(content), durable=self.durable)
-        new_segment = self._write_segment(seq, [])
-        os.close(self._fd)
-        for base in self._segment_bases():
-            if base != seq:
-                segment_path(self.directory, base).unlink()
-        for old in list_checkpoints(self.directory):
-            if old != seq:
-                (self.directory / f"checkpoint-{old:020d}.hive").unlink()
-        if self.durable:
-            fsync_dir(self.directory)
         dropped = max(self._last_seq - seq, 0)
-        self._checkpoint_seq, self._checkpoint = seq, content
-        self._last_seq, self._epoch = seq, content.epoch
-        self._open_for_append(new_segment)
+        self._restart_at(content, [])
+        self._epoch = content.epoch
         log.info("quorum log: restarted at update %d from a loaded database (%d later record(s) dropped)", seq, dropped)
         return seq
 

@@ -384,3 +384,18 @@ def test_a_killed_writer_leaves_a_log_that_reopens_and_a_hive_equal_to_it(tmp_pa
             logged_seq = qlog.last_seq
             assert qlog.catch_up(hive) == logged_seq
             assert hive.content() == reference(logged_seq).content()
+
+
+def test_reset_to_a_sponsors_database_drops_the_orphans_after_it(tmp_path: Path) -> None:
+    hive, qlog = logged(tmp_path, 5)  # this node logged 1..5; the cluster (its sponsor) is at 3 without 4, 5
+    sponsor = reference(3)
+    hive.load_snapshot(sponsor.snapshot())
+    assert qlog.reset(hive) == 3
+    assert (qlog.last_seq, qlog.checkpoint_seq, list(qlog.records())) == (3, 3, [])
+    qlog.append(4, 1, ops_for(4))
+    hive.apply(4, ops_for(4))
+    qlog.close()
+    again = QuorumLog(tmp_path / "quorum")
+    assert again.last_seq == 4 and [r.seq for r in again.records()] == [4]
+    fresh = Hive(":memory:")
+    assert again.catch_up(fresh) == 4 and fresh.content().keys == hive.content().keys
