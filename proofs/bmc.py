@@ -1,11 +1,13 @@
-"""Bounded model checking of a message-level model, with short counterexamples.
+"""Bounded model checking of a composed model, with short counterexamples.
 
-:func:`bounded_check` unrolls a :class:`~wolfpack.proofs.network.NetworkSystem`
-from its initial state one step at a time: at each depth it records the
+:func:`bounded_check` unrolls a transition system (a message-level
+:class:`~wolfpack.proofs.network.NetworkSystem`, or the composed GUM of
+:mod:`wolfpack.proofs.gum_model` for more nodes than it is proved for) from
+its initial state one step at a time: at each depth it records the
 first depth of each witness (the model is not vacuous), then asks for a
 state that breaks a goal (the model's properties, every component's
 invariants, well-formedness).  A goal broken at depth k is FAILED with that
-run, after the run is made as plain as the solver can make it within
+run, after the run (of a message-level model) is made as plain as the solver can make it within
 :data:`SHORTEN_ROUNDS` queries (fewest and simplest actions, by a binary search on their cost: see
 :meth:`~wolfpack.proofs.network.NetworkSystem.cost`); a goal never broken is
 ``bounded``: no run of at most ``depth`` steps breaks it.  Nothing here is
@@ -21,12 +23,13 @@ import z3
 from wolfpack.proofs.invariants import Goal, Prover, goals_of
 from wolfpack.proofs.network import NetworkSystem
 from wolfpack.proofs.results import BOUNDED, FAILED, PROVED, Result
+from wolfpack.proofs.system import System
 
 #: at most this many queries make a counterexample simpler
 SHORTEN_ROUNDS = 12
 
 
-def bounded_check(system: NetworkSystem, depth: int) -> list[Result]:
+def bounded_check(system: System, depth: int) -> list[Result]:
     """BMC to ``depth``: the witnesses' first depths, then each goal FAILED (with its run) or bounded."""
     model = system.model
     prover = Prover(system, bound=depth)
@@ -42,21 +45,22 @@ def bounded_check(system: NetworkSystem, depth: int) -> list[Result]:
         if k > 0:
             solver.add(prover.step(k - 1))
         f = prover.frame(k)
-        for w in model.witnesses:
-            if w.name not in reached and solver.check(system.holds(w, f)) == z3.sat:
-                reached[w.name] = k
         while remaining:
             good = z3.And(*[g.holds(f) for g in remaining])
             if solver.check(z3.Not(good)) != z3.sat:
                 solver.add(good)  # no violation this short: deeper queries may assume it
                 break
-            m = shortest(system, prover, solver, z3.Not(good), k)
+            m = shortest(system, prover, solver, z3.Not(good), k) if isinstance(system, NetworkSystem) else \
+                solver.model()
             broken = [g for g in remaining if z3.is_false(m.eval(g.holds(f), model_completion=True))]
             run = prover.read_run(m, k, broken)
             for g in broken:
                 results[g.name] = Result(model.name, g.name, method, FAILED, time.perf_counter() - started,
                                          f"violated after {k} step(s)", run=run)
             remaining = [g for g in remaining if g not in broken]
+        for w in model.witnesses:
+            if w.name not in reached and solver.check(system.holds(w, f)) == z3.sat:
+                reached[w.name] = k
     elapsed = time.perf_counter() - started
     for g in remaining:
         results[g.name] = Result(model.name, g.name, method, BOUNDED, elapsed,

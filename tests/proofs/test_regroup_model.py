@@ -1,7 +1,7 @@
 """The message-level regroup model (proofs/regroup_model.py): a bug seeded into a copy of the membership spec
-is found by bounded model checking, its run is legal for the live machines, and the story written from it,
-run in the simulator with the same copy, reaches a state that breaks the same property; with the real spec
-the story runs clean.
+is found by bounded model checking, its run is legal for the live machines, and the story `wolfpack verify
+--stories` writes from it, run in the simulator with the same copy, reaches a state that breaks the same
+property; with the real spec the story runs clean.
 
 What the simulator check shows, precisely: after every step of a membership machine the model's own property
 functions are evaluated on the simulated nodes' records (a node that is down counts as crashed) and on the
@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import wolfpack.spec.membership as membership_module
 import wolfpack.spec.quorum as quorum_module
-from wolfpack.proofs.model import Property, View
+from wolfpack.cli import cli
+from wolfpack.proofs import regroup_model as regroup
+from wolfpack.proofs.model import Model, Property, View
 from wolfpack.proofs.network import NET, NetworkModel, node
 from wolfpack.proofs.network_run import replay_network_run, restart_record
-from wolfpack.proofs.regroup_model import DURABLE, build_regroup_model, check_regroup, properties
 from wolfpack.proofs.results import FAILED, Result
 from wolfpack.runtime.sim import world as world_module
 from wolfpack.runtime.sim.scenario import Runner, ScenarioError, parse
@@ -57,6 +59,11 @@ def half_is_a_majority(n: int) -> Spec:
     return spec
 
 
+def only(model: Model, prop: str) -> Model:
+    """The model checked for one property (and the lemmas), without witnesses: cheaper."""
+    return dataclasses.replace(model, properties=tuple(p for p in model.properties if p.name == prop), witnesses=())
+
+
 # --- the simulator against the model's properties --------------------------------------------------------------
 class Monitor:
     """Evaluates the regroup model's properties on the simulated nodes after every membership step."""
@@ -80,7 +87,7 @@ class Monitor:
                 self.broken[prop.name] = self.runner.world.cluster.clock.now
 
     def properties(self) -> tuple[Property, ...]:
-        return properties(self.net.n, max([*self.first, 1]))
+        return regroup.properties(self.net.n, max([*self.first, 1]))
 
     def view(self) -> View:
         n, epochs = self.net.n, max([*self.first, 1])
@@ -95,10 +102,8 @@ class Monitor:
         return View({**records, NET: ghost}, {**{name: "membership" for name in records}, NET: "network"})
 
 
-def simulate(story: str, tmp_path: Path, spec: Spec, net: NetworkModel,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, int], str]:
-    path = tmp_path / "counterexample.sim"
-    path.write_text(story)
+def simulate(path: Path, spec: Spec, net: NetworkModel, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, int], str]:
+    """Run a story with ``spec`` as every node's membership machine: the properties broken, and how it ended."""
     with monkeypatch.context() as patch:
         patch.setattr(world_module, "make_membership_spec", lambda n: spec)
         runner = Runner(parse(path))
@@ -119,31 +124,51 @@ def failed(results: list[Result], prop: str) -> Result:
 
 
 # --- the tests -------------------------------------------------------------------------------------------------
-def test_a_second_acknowledgement_in_a_round_installs_two_memberships_in_the_simulator(
+def test_verify_writes_a_story_that_installs_two_memberships_in_the_simulator(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that acknowledges two proposals of one round: `wolfpack verify regroup --stories` exits 1 and
+    writes the story; in the simulator nodes 0 and 1 install different memberships at epoch 1."""
     mutant = acks_twice(3)
-    model, net = build_regroup_model(mutant, 3, QuorumKind.MNS, depth=6)
-    row = failed(check_regroup(model, net), "stable_nodes_agree")
-    assert replay_network_run(row.run, net).problems == []  # every step is legal for the live machines
-    assert row.run is not None and len(row.run.steps) == 6
-    assert "partition 0|1" in row.story and "boot 2" in row.story
-    broken, outcome = simulate(row.story, tmp_path, mutant, net, monkeypatch)
+    monkeypatch.setattr(regroup, "SIZES", ((3, QuorumKind.MNS),))
+    monkeypatch.setattr(regroup, "regroup_model", lambda n, kind, depth: (
+        only(regroup.build_regroup_model(mutant, n, kind, depth)[0], "stable_nodes_agree"),
+        regroup.build_regroup_model(mutant, n, kind, depth)[1]))
+    result = CliRunner().invoke(cli, ["verify", "regroup", "--depth", "6", "--stories", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "FAILED regroup[n=3,mns] stable_nodes_agree: violated after 6 step(s)" in result.output
+    assert "as a simulator story" in result.output
+    (story,) = tmp_path.glob("*.sim")
+    text = story.read_text()
+    assert "partition 0|1" in text and "boot 2" in text and "expect" in text
+    _, net = regroup.build_regroup_model(mutant, 3)
+    broken, outcome = simulate(story, mutant, net, monkeypatch)
     assert "stable_nodes_agree" in broken and "one_membership_per_epoch" in broken, (broken, outcome)
     assert "runs on nodes" in outcome  # the simulator's own check stops it: a group on two nodes
-    clean, outcome = simulate(row.story, tmp_path, make_membership_spec(3), net, monkeypatch)
+    clean, outcome = simulate(story, make_membership_spec(3), net, monkeypatch)
     assert clean == {} and outcome == "passed"
 
 
 def test_half_the_votes_commit_a_minority_in_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mutant = half_is_a_majority(4)
-    model, net = build_regroup_model(mutant, 4, QuorumKind.MNS, depth=5)
-    row = failed(check_regroup(model, net), "committed_sets_have_quorum")
-    assert replay_network_run(row.run, net).problems == []
-    broken, outcome = simulate(row.story, tmp_path, mutant, net, monkeypatch)
+    model, net = regroup.build_regroup_model(mutant, 4, QuorumKind.MNS, depth=5)
+    row = failed(regroup.check_regroup(only(model, "committed_sets_have_quorum"), net), "committed_sets_have_quorum")
+    assert row.run is not None and row.story is not None
+    replay = replay_network_run(row.run, net)
+    assert replay.problems == [] and replay.differences == []  # the live machines take the same steps
+    story = tmp_path / "minority.sim"
+    story.write_text(row.story)
+    broken, outcome = simulate(story, mutant, net, monkeypatch)
     assert "committed_sets_have_quorum" in broken, (broken, outcome)
-    clean, outcome = simulate(row.story, tmp_path, make_membership_spec(4), net, monkeypatch)
+    clean, outcome = simulate(story, make_membership_spec(4), net, monkeypatch)
     assert clean == {} and outcome == "passed"
 
 
+def test_the_real_spec_has_no_violation_within_a_few_steps() -> None:
+    model, net = regroup.build_regroup_model(make_membership_spec(3), 3, QuorumKind.MNS, depth=4)
+    results = regroup.check_regroup(model, net)
+    assert {r.result for r in results if r.prop != "reachability"} == {"bounded"}
+    assert all(r.method == "bmc bound 4" and r.story is None for r in results)
+
+
 def test_a_crash_keeps_what_the_simulator_keeps_on_disk() -> None:
-    assert world_module.DURABLE["membership"] == DURABLE
+    assert world_module.DURABLE["membership"] == regroup.DURABLE
