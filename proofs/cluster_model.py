@@ -177,11 +177,6 @@ class ClusterSystem(System):
         choices = super()._build(pre, post)
         return [*choices, self._regroup(pre, post), self._disk(pre, post)]
 
-    def _var(self, name: str, sort: z3.SortRef) -> Any:
-        v = z3.Const(f"{CLUSTER}.{name}@a", sort)
-        self._arg_vars[str(v)] = v
-        return v
-
     def _stay(self, pre: Frame, post: Frame, names: set[str]) -> list[z3.BoolRef]:
         return [self.encodings[m].stay(pre.parts[m], post.parts[m]) for m in self.encodings if m not in names]
 
@@ -193,9 +188,9 @@ class ClusterSystem(System):
     def _regroup(self, pre: Frame, post: Frame) -> Choice:
         n = len([c for c in self.model.components if c.spec.name == "node"])
         ks = range(n)
-        bits = tuple(self._var(f"p{k}", z3.IntSort()) for k in ks)  # 1: node k is in the committed set
+        bits = tuple(self.step_var(f"{CLUSTER}.p{k}", z3.IntSort()) for k in ks)  # 1: node k is in the committed set
         chosen = tuple(b == 1 for b in bits)
-        epoch = self._var("epoch", z3.IntSort())
+        epoch = self.step_var(f"{CLUSTER}.epoch", z3.IntSort())
         c, c2 = pre.parts[CLUSTER].record, post.parts[CLUSTER].record
         nodes = [pre.parts[node_name(k)] for k in ks]
         taking_part = [to_bool(s.record.is_(*TAKING_PART)) for s in nodes]
@@ -246,7 +241,7 @@ class ClusterSystem(System):
                 if row.trigger == trigger and (row.update is not None or row.dest is not None)]
 
     def _disk(self, pre: Frame, post: Frame) -> Choice:
-        holder = self._var("holder", z3.IntSort())
+        holder = self.step_var(f"{CLUSTER}.holder", z3.IntSort())
         c, c2 = pre.parts[CLUSTER].record, post.parts[CLUSTER].record
         n = len(c.members)
         same = [to_bool(getattr(c2, f) == getattr(c, f)) for f in ("epoch", "reused")]

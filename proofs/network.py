@@ -247,20 +247,8 @@ class NetworkSystem(System):
         return z3.And(*out)
 
     # -- helpers -------------------------------------------------------------------------
-    def var(self, name: str, sort: z3.SortRef) -> Any:
-        v = z3.Const(f"{name}@a", sort)
-        self._arg_vars[str(v)] = v
-        return v
-
     def env(self, f: Frame) -> Record:
         return f.parts[NET].record
-
-    @staticmethod
-    def chain(cases: Sequence[tuple[Any, Any]], default: Any) -> Any:
-        out = default
-        for cond, value in reversed(cases):
-            out = If(cond, value, out)
-        return out
 
     def acting(self, k: int, pred: Callable[[Action], bool]) -> z3.BoolRef:
         """Node k's action this step satisfies ``pred``."""
@@ -284,9 +272,9 @@ class NetworkSystem(System):
     def _build(self, pre: Frame, post: Frame) -> list[Choice]:
         n = self.n
         env, env2 = self.env(pre), self.env(post)
-        self.act = [self.var(f"act{k}", z3.IntSort()) for k in range(n)]
-        self.rows = [self.var(f"row{k}", z3.IntSort()) for k in range(n)]
-        self.keep = [self.var(f"keep{k}", z3.BoolSort()) for k in range(n)]
+        self.act = [self.step_var(f"act{k}", z3.IntSort()) for k in range(n)]
+        self.rows = [self.step_var(f"row{k}", z3.IntSort()) for k in range(n)]
+        self.keep = [self.step_var(f"keep{k}", z3.BoolSort()) for k in range(n)]
         self.step_args: dict[tuple[int, str], Record] = {}
         self.defs = {}
         parts: list[Any] = []
