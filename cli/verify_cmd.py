@@ -33,8 +33,8 @@ from wolfpack.errors import WolfpackError
               help="Steps of the bounded model checking of the message-level regroup (default: 6 for 3 nodes, "
                    "7 for 4 nodes).")
 @click.option("--deep", is_flag=True,
-              help="Also the checks that take minutes: the composed GUM of 4 nodes for all depths, and the regroup "
-                   "two steps deeper.")
+              help="Also the checks that take minutes: the composed GUM of 4 nodes for all depths, the regroup "
+                   "two steps deeper, and the regroup under disk quorum.")
 @click.pass_context
 def command(ctx: click.Context, machines: tuple[str, ...], config_path: Path | None, fmt: str,
             report_path: Path | None, check: bool, cex_path: Path | None, stories_dir: Path | None,

@@ -1,17 +1,15 @@
 """Bounded model checking of a composed model, with short counterexamples.
 
-:func:`bounded_check` unrolls a transition system (a message-level
-:class:`~wolfpack.proofs.network.NetworkSystem`, or the composed GUM of
-:mod:`wolfpack.proofs.gum_model` for more nodes than it is proved for) from
-its initial state one step at a time: at each depth it records the
-first depth of each witness (the model is not vacuous), then asks for a
-state that breaks a goal (the model's properties, every component's
-invariants, well-formedness).  A goal broken at depth k is FAILED with that
-run, after the run (of a message-level model) is made as plain as the solver can make it within
-:data:`SHORTEN_ROUNDS` queries (fewest and simplest actions, by a binary search on their cost: see
-:meth:`~wolfpack.proofs.network.NetworkSystem.cost`); a goal never broken is
-``bounded``: no run of at most ``depth`` steps breaks it.  Nothing here is
-ever reported as proved for all depths.
+:func:`bounded_check` unrolls a transition system (here the message-level
+:class:`~wolfpack.proofs.network.NetworkSystem`) from its initial state one
+step at a time.  At each depth it asks for a state that breaks a goal (the
+model's properties, every component's invariants, well-formedness), then
+records the first depth of each witness (the model is not vacuous).  A goal
+broken at depth k is FAILED with that run, made as plain as the solver can
+make it within :data:`SHORTEN_ROUNDS` queries (fewest and simplest actions, a
+binary search on :meth:`~wolfpack.proofs.network.NetworkSystem.cost`); a goal
+never broken is ``bounded``: no run of at most ``depth`` steps breaks it.
+Nothing here is ever reported as proved for all depths.
 """
 
 from __future__ import annotations
@@ -23,13 +21,12 @@ import z3
 from wolfpack.proofs.invariants import Goal, Prover, goals_of
 from wolfpack.proofs.network import NetworkSystem
 from wolfpack.proofs.results import BOUNDED, FAILED, PROVED, Result
-from wolfpack.proofs.system import System
 
 #: at most this many queries make a counterexample simpler
 SHORTEN_ROUNDS = 12
 
 
-def bounded_check(system: System, depth: int) -> list[Result]:
+def bounded_check(system: NetworkSystem, depth: int) -> list[Result]:
     """BMC to ``depth``: the witnesses' first depths, then each goal FAILED (with its run) or bounded."""
     model = system.model
     prover = Prover(system, bound=depth)
@@ -50,8 +47,7 @@ def bounded_check(system: System, depth: int) -> list[Result]:
             if solver.check(z3.Not(good)) != z3.sat:
                 solver.add(good)  # no violation this short: deeper queries may assume it
                 break
-            m = shortest(system, prover, solver, z3.Not(good), k) if isinstance(system, NetworkSystem) else \
-                solver.model()
+            m = shortest(system, prover, solver, z3.Not(good), k)
             broken = [g for g in remaining if z3.is_false(m.eval(g.holds(f), model_completion=True))]
             run = prover.read_run(m, k, broken)
             for g in broken:

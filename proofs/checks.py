@@ -3,8 +3,9 @@ composed models with checkers of their own, and the quorum rules.
 
 * ``gum_cluster``: the composed GUM of 3 nodes for all depths (:mod:`wolfpack.proofs.gum_model`); with
   ``deep``, the same for 4 nodes (1-induction, minutes);
-* ``regroup``: BMC of the message-level regroup, 3 and 4 nodes under Majority Node Set and 3 under disk quorum
-  (:mod:`wolfpack.proofs.regroup_model`), to the default depths or ``depth``;
+* ``regroup``: BMC of the message-level regroup, 3 and 4 nodes under Majority Node Set
+  (:mod:`wolfpack.proofs.regroup_model`), to the default depths or ``depth``; with ``deep``, two steps deeper,
+  and 3 nodes under disk quorum (what its properties become without timing);
 * ``cluster``: membership, quorum and ownership composed, for all depths (:mod:`wolfpack.proofs.cluster_model`);
 * ``quorum``: two disjoint partitions never both survive (:mod:`wolfpack.proofs.arbitration_model`).
 """
@@ -34,10 +35,13 @@ def run_checks(names: tuple[str, ...], depth: int | None = None,
                 results += check_gum(gum_model(n))
                 models.append(gum_model(n))
         elif name == "regroup":
-            from wolfpack.proofs.regroup_model import DEPTHS, SIZES, check_regroup, regroup_model
+            from wolfpack.proofs.regroup_model import DEEP_DEPTHS, DEPTHS, SIZES, check_regroup, regroup_model
 
-            for n, kind in SIZES:
-                model, net = regroup_model(n, kind, depth or DEPTHS[(n, kind)] + (DEEPER if deep else 0))
+            sizes = {(n, kind): d + (DEEPER if deep else 0) for (n, kind), d in DEPTHS.items() if (n, kind) in SIZES}
+            if deep:
+                sizes.update(DEEP_DEPTHS)
+            for (n, kind), default in sizes.items():
+                model, net = regroup_model(n, kind, depth or default)
                 results += check_regroup(model, net)
                 models.append(model)
         elif name == "cluster":

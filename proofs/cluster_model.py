@@ -30,6 +30,12 @@ its resources before the survivors take its groups over (detection +
 halt_bound < takeover_wait).  The model makes that one step: the regroup
 that commits P halts everybody outside it.
 
+The group's ``owner`` stands for the owner the global updates record: one
+value that every node has (``gum_cluster`` proves the nodes' histories are
+prefixes of one sequence), changed only by the group's own rows (online on a
+node, a move completing); the failover manager's choice of node is free
+here, so every placement is covered.
+
 Properties: a group is active on at most one node; an active group's owner
 is a member of the latest committed membership; and, under Majority Node
 Set, every committed membership has a new epoch (one committed membership

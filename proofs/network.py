@@ -7,16 +7,18 @@ turns it into a z3 transition system in which every rule is the spec's own
 
 Components: ``node0 .. node{N-1}`` (the spec, ``me`` fixed to the node's id)
 and ``net``, a record with one slot per (message type, sender, receiver)
-plus the model's ghost fields.  One step is one of:
+plus the model's ghost fields.  In one step every node takes at most one
+action (see :class:`NetworkSystem` for why that covers every interleaving):
 
-* **a local event** at node k: one of the model's ``local`` triggers (timers,
-  heartbeat suspicions, boot, ...) with any valid arguments, at any time:
-  timers fire early, late or never, which covers every timing;
+* **a local event**: one of the model's ``local`` triggers (heartbeat
+  suspicions, boot, ...) with any valid arguments, at any time; a timer only
+  while it runs (started by the node's own ``start_timer`` effect, neither
+  cancelled nor fired since), at any moment: every timing;
 * **a delivery** of the message in slot (type, s, d): node d handles the
   event of that name with ``src = s`` and the slot's fields, by one of its
   rows or by ignoring it where its spec says so.  The slot is emptied, or
   kept (the network duplicated the message);
-* **a crash** of node k: its record restarts from the spec's initial values,
+* **a crash**: the node's record restarts from the spec's initial values,
   except the model's ``durable`` fields (what the node keeps on disk), so a
   crash followed by ``boot`` is a restart.  Messages it sent stay in flight
   (decision 8 of the design notes).
@@ -30,6 +32,9 @@ flight at once.
 
 Ghost fields (the history a property needs, such as the set installed at each
 epoch) are updated by the model's :class:`Ghost` from the rows each step fires.
+The parameters a model fixes (each node's id, ...) are constants of the step,
+and fields that no condition of a step, no property and no witness depends on
+(transitively) are left out of the search (:meth:`NetworkSystem._cone`).
 """
 
 from __future__ import annotations
@@ -79,9 +84,9 @@ def message_fields(spec: Spec) -> dict[str, tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class FiredRow:
-    """A row the moving node (``who``, a symbolic index) may fire in a step, with the terms a ghost reads."""
+    """A row node ``who`` may fire in a step (``fired``: it does), with the terms a ghost reads."""
 
-    who: Any
+    who: int
     row: Transition
     fired: z3.BoolRef
     before: Record

@@ -75,16 +75,17 @@ group). The rules still come from `spec/`; `proofs/models.py` only says which ev
 proved by 1-induction with its lemmas; `wolfpack verify --deep` proves the same for 4 nodes
 (minutes).
 
-`regroup[n=N,kind]` is the message-level regroup (`proofs/regroup_model.py`, built by the
+`regroup[n=N,mns]` is the message-level regroup (`proofs/regroup_model.py`, built by the
 generic `proofs/network.py`): N membership machines, one slot per (message type, sender,
 receiver) that may be delivered, duplicated, or left in flight for ever (lost), crashes (the
 node keeps its durable fields: epoch, round, the round it acknowledged) and restarts, heartbeat
-suspicions of anybody, and timers that fire at any moment while armed; under disk quorum the
-disk changes hands only after its holder lost it (decision 7's timing). A step holds at most one
+suspicions of anybody, and timers that fire at any moment while armed. A step holds at most one
 action per node and equals those actions taken in node order, so a run of N steps covers every
 interleaving of N actions. It is checked by bounded model checking only: `bmc bound N` /
 `bounded` means no run of at most N steps breaks the property, and says nothing beyond. A
 counterexample is carried out again by the live machines and printed as a simulator story.
+`wolfpack verify --deep` adds `regroup[n=3,disk]`, whose witnesses show what the properties
+become under disk quorum without decision 7's timing.
 Fields that neither a guard nor a property reads (what a node only reports, such as the sponsor)
 are left out of the search (cone of influence); message fields are not range-checked on
 delivery (the sender's effect computes them).
