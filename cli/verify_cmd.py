@@ -27,18 +27,29 @@ from wolfpack.errors import WolfpackError
 @click.option("--check", is_flag=True, help="With --report: do not write; exit 1 if the file is out of date.")
 @click.option("--save-counterexample", "cex_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write every counterexample run to this JSON file (replayable through the live machines).")
+@click.option("--stories", "stories_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write each counterexample that has one as a simulator story (run it with `wolfpack simulate`).")
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Steps of the bounded model checking of the message-level regroup (default: 6 for 3 nodes, "
+                   "7 for 4 nodes).")
+@click.option("--deep", is_flag=True,
+              help="Also the checks that take minutes: the composed GUM of 4 nodes for all depths, the regroup "
+                   "two steps deeper, and the regroup under disk quorum.")
 @click.pass_context
 def command(ctx: click.Context, machines: tuple[str, ...], config_path: Path | None, fmt: str,
-            report_path: Path | None, check: bool, cex_path: Path | None) -> None:
+            report_path: Path | None, check: bool, cex_path: Path | None, stories_dir: Path | None,
+            depth: int | None, deep: bool) -> None:
     """Prove MACHINES (default: all; `wolfpack verify --help` lists them).
 
     Checks determinism, completeness, reachability, dead ends and derived
     functions of each machine, proves every invariant for all depths
     (induction, k-induction or Spacer; "bounded" if only bounded model
-    checking succeeded), and checks the timing obligations of the
-    configuration.
+    checking succeeded, with its depth), checks the composed models
+    (GUM, the message-level regroup, membership + quorum + ownership),
+    and checks the timing obligations of the configuration.
     """
     from wolfpack.proofs import timing
+    from wolfpack.proofs.checks import run_checks
     from wolfpack.proofs.models import select
     from wolfpack.proofs.report import as_json, markdown, table
     from wolfpack.proofs.run import check_models
@@ -51,20 +62,24 @@ def command(ctx: click.Context, machines: tuple[str, ...], config_path: Path | N
     models = select(machines)
     started = time.perf_counter()
     results = check_models(models)
-    if not machines or "gum_cluster" in machines:
-        from wolfpack.proofs.gum_model import check_gum, gum_model
-
-        results += check_gum()
-        models = [*models, gum_model()]
-    if not machines or "quorum" in machines:
-        from wolfpack.proofs.arbitration_model import quorum_results
-
-        results += quorum_results()
+    composed, composed_models = run_checks(machines, depth, deep)
+    results += composed
+    models = [*models, *composed_models]
     if not machines or "timing" in machines:
         results += prove_all(config)
     seconds = time.perf_counter() - started
 
     click.echo(as_json(results, seconds, config, source) if fmt == "json" else table(results, seconds))
+
+    if stories_dir is not None:
+        stories = {(r.machine, tuple(r.run.violated) if r.run else ()): r.story for r in results if r.story}
+        stories_dir.mkdir(parents=True, exist_ok=True)
+        for (machine, violated), story in stories.items():
+            path = stories_dir / f"{machine}-{'-'.join(violated)}.sim".replace("[", "_").replace("]", "").replace(
+                ",", "_").replace("=", "")
+            path.write_text(story)
+        if fmt == "table":
+            click.echo(f"\n{len(stories)} story(ies) written to {stories_dir}")
 
     if cex_path is not None:
         runs = [r.run.as_dict() for r in results if r.run is not None]

@@ -528,21 +528,9 @@ class GumSystem(System):
     def env(self, f: Frame) -> Record:
         return f.parts[ENV].record
 
-    def var(self, name: str, sort: Any) -> Any:
-        v = z3.Const(f"{name}@a", sort)
-        self._arg_vars[str(v)] = v
-        return v
-
     def is_act(self, act: Any, pred: Callable[[Action], bool]) -> z3.BoolRef:
         hits = [act == i for i, a in enumerate(self.actions) if pred(a)]
         return z3.Or(*hits) if hits else z3.BoolVal(False)
-
-    @staticmethod
-    def chain(cases: Sequence[tuple[Any, Any]], default: Any) -> Any:
-        out = default
-        for cond, value in reversed(cases):
-            out = If(cond, value, out)
-        return out
 
     def handled(self, k: int, trigger: str, act: Any, env: Record) -> z3.BoolRef:
         """Node k handles ``trigger`` in this step."""
@@ -590,9 +578,9 @@ class GumSystem(System):
     def _build(self, pre: Frame, post: Frame) -> list[Selected]:  # type: ignore[override]
         n, ms = self.n, self.max_seq
         env, env2 = self.env(pre), self.env(post)
-        act = self.var("act", z3.IntSort())
-        rows = [self.var(f"row{k}", z3.IntSort()) for k in range(n)]
-        keep = self.var("keep", z3.BoolSort())
+        act = self.step_var("act", z3.IntSort())
+        rows = [self.step_var(f"row{k}", z3.IntSort()) for k in range(n)]
+        keep = self.step_var("keep", z3.BoolSort())
         spec_rows = list(enumerate(self.spec.transitions))
         triggers = sorted({a.trigger for a in self.actions})
         parts: list[Any] = [act >= 0, act < len(self.actions)]

@@ -159,14 +159,15 @@ def registry() -> dict[str, tuple[Model, ...]]:
 
 
 MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "gum", "gum_cluster", "failover",
-            "reservation", "arbitration", "quorum_disk", "quorum", "timing")
-#: names that are checked outside the model registry (by their own checkers)
-NOT_MODELS = ("gum_cluster", "quorum", "timing")
+            "reservation", "arbitration", "quorum_disk", "regroup", "cluster", "quorum", "timing")
+#: names that are checked outside the model registry (by their own checkers: :mod:`wolfpack.proofs.checks`, and
+#: the timing obligations)
+NOT_MODELS = ("gum_cluster", "regroup", "cluster", "quorum", "timing")
 
 
 def select(names: tuple[str, ...]) -> list[Model]:
-    """The registry's models for the given machine names (all when empty); ``gum_cluster``, ``quorum`` and
-    ``timing`` are checked by their own checkers (see ``wolfpack verify``)."""
+    """The registry's models for the given machine names (all when empty); the names of :data:`NOT_MODELS` are
+    checked by their own checkers (see ``wolfpack verify``)."""
     unknown = [n for n in names if n not in MACHINES]
     if unknown:
         raise WolfpackError(f"unknown machine(s) {', '.join(unknown)}: choose from {', '.join(MACHINES)}")

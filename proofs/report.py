@@ -52,6 +52,10 @@ def table(results: Sequence[Result], seconds: float) -> str:
             lines.append(f"\nFAILED {r.machine} {r.prop}: {r.detail}")
             if r.run is not None:
                 lines.append(r.run.text() if id(r.run) not in shown else "    (the counterexample above)")
+                if r.story and id(r.run) not in shown:
+                    lines.append("    as a simulator story (`wolfpack verify --stories DIR` saves it; run it with "
+                                 "`wolfpack simulate`):")
+                    lines += [f"      {line}" if line else "" for line in r.story.splitlines()]
                 shown.add(id(r.run))
     return "\n".join(lines)
 
@@ -110,6 +114,8 @@ def markdown(results: Sequence[Result], models: Sequence[Model], config: Mapping
         for r in failures:
             assert r.run is not None
             out += [f"### {r.machine} {r.prop}", "", "```", r.run.text(indent=""), "```", ""]
+            if r.story:
+                out += ["As a simulator story:", "", "```", r.story.rstrip(), "```", ""]
     out += ["", "## Timing configuration", "",
             f"Checked values ({config_source or 'Wolfpack defaults'}):", "",
             "| key | value | default | meaning |", "|---|---|---|---|"]

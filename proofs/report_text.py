@@ -19,6 +19,9 @@ wolfpack verify resource group           # some machines only
 wolfpack verify timing --config my.toml  # a cluster's timing values against the obligations
 wolfpack verify --format json            # for CI tools (schema below)
 wolfpack verify --save-counterexample cex.json   # failing runs as JSON, replayable
+wolfpack verify regroup --depth 9        # the message-level regroup, deeper than CI checks it
+wolfpack verify --stories out/           # counterexamples as simulator stories (wolfpack simulate)
+wolfpack verify --deep                   # also what takes minutes (GUM of 4 nodes for all depths)
 ```
 
 Exit status: 0 when nothing FAILED, 1 otherwise (the counterexample is printed).
@@ -68,6 +71,31 @@ with every node row that stops all its resources (`leave`, `evict`, `regroup_exc
 node owns the group. A follower that rejects the event blocks the step (a Paused node accepts no
 group). The rules still come from `spec/`; `proofs/models.py` only says which events synchronise.
 
+`gum_cluster[n=3]` is the composed GUM of 3 nodes and the network (`proofs/gum_model.py`),
+proved by 1-induction with its lemmas; `wolfpack verify --deep` proves the same for 4 nodes
+(minutes).
+
+`regroup[n=N,mns]` is the message-level regroup (`proofs/regroup_model.py`, built by the
+generic `proofs/network.py`): N membership machines, one slot per (message type, sender,
+receiver) that may be delivered, duplicated, or left in flight for ever (lost), crashes (the
+node keeps its durable fields: epoch, round, the round it acknowledged) and restarts, heartbeat
+suspicions of anybody, and timers that fire at any moment while armed. A step holds at most one
+action per node and equals those actions taken in node order, so a run of N steps covers every
+interleaving of N actions. It is checked by bounded model checking only: `bmc bound N` /
+`bounded` means no run of at most N steps breaks the property, and says nothing beyond. A
+counterexample is carried out again by the live machines and printed as a simulator story.
+`wolfpack verify --deep` adds `regroup[n=3,disk]`, whose witnesses show what the properties
+become under disk quorum without decision 7's timing.
+Fields that neither a guard nor a property reads (what a node only reports, such as the sponsor)
+are left out of the search (cone of influence); message fields are not range-checked on
+delivery (the sender's effect computes them).
+
+`cluster[n=3]` composes membership, quorum and ownership (`proofs/cluster_model.py`): the
+`ownership` product, plus atomic regroup outcomes (a set of nodes taking part that satisfies
+`spec/quorum.py`, installed at an epoch above its members' epochs) and the disk changing hands.
+It assumes decision 3 (take-over waits for the old owner's halt): the regroup halts every node
+outside the committed set in the same step.
+
 Timing obligations (`machine` = `timing`) are linear real arithmetic over the configuration:
 with its numbers fixed, each inequality is proved for every jitter in `[0, jitter_ms]` (`lra`).
 Safety never depends on them; failure detection and availability do.
@@ -107,7 +135,8 @@ Stable: fields are only ever added, and `schema` changes if one changes meaning.
                      "with": [<event>, ...]},    # followers of a synchronised step (optional)
            "state": {"<component>": {...record after the step...}}}
         ]
-      }
+      },
+      "story": str | null             # the counterexample as a simulator story (message-level models)
     }
   ]
 }
@@ -116,7 +145,11 @@ Stable: fields are only ever added, and `schema` changes if one changes meaning.
 `wolfpack verify --save-counterexample FILE` writes the list of counterexamples in the same
 form. `wolfpack.proofs.trace.replay(run, {"resource": spec})` feeds one through the live
 machines and returns the mismatches (none for a legal run), so a counterexample becomes a
-regression test or a hypothesis `@example`.
+regression test or a hypothesis `@example`. A run of a message-level model (`regroup[...]`: a
+step holds at most one action per node, in node order, with `net.crash` and delivered copies
+marked `duplicated`) is replayed with the network by
+`wolfpack.proofs.network_run.replay_network_run`; `wolfpack verify --stories DIR` writes its
+simulator story, which `wolfpack simulate` runs.
 
 ## Timing configuration file (`--config`)
 

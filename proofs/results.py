@@ -22,7 +22,8 @@ class Result:
     ``lra`` (linear real arithmetic).  ``detail`` is stable text (no
     timings) for the committed report; ``run`` is the counterexample of a
     FAILED invariant, ``witness`` a record (or note) that explains any other
-    failure; ``invariant`` the invariant Spacer synthesised.
+    failure; ``invariant`` the invariant Spacer synthesised; ``story`` the
+    run as a simulator story (message-level models).
     """
 
     machine: str
@@ -33,6 +34,7 @@ class Result:
     detail: str = ""
     run: Run | None = None
     invariant: str | None = None
+    story: str | None = None  # the counterexample as a simulator story (``wolfpack simulate``), when it has one
 
     @property
     def failed(self) -> bool:
@@ -48,4 +50,5 @@ class Result:
             "detail": self.detail,
             "invariant": self.invariant,
             "counterexample": None if self.run is None else self.run.as_dict(),
+            "story": self.story,
         }

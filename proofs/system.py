@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import z3
 
@@ -20,6 +21,7 @@ from wolfpack.proofs.encode import SpecEncoding, SymState, call
 from wolfpack.proofs.model import Model, Property, Sync, View
 from wolfpack.proofs.trace import Step
 from wolfpack.spec.core import Record
+from wolfpack.spec.expr import If
 
 
 class Frame:
@@ -112,6 +114,21 @@ class System:
     def arg_variables(self) -> list[z3.ExprRef]:
         """The template's event-argument variables (tag ``a``)."""
         return list(self._arg_vars.values())
+
+    def step_var(self, name: str, sort: z3.SortRef) -> Any:
+        """A free choice of the step template (which action, which row, ...), renamed for every step like an event
+        argument, so that a model of a run tells what each step chose."""
+        v = z3.Const(f"{name}@a", sort)
+        self._arg_vars[str(v)] = v
+        return v
+
+    @staticmethod
+    def chain(cases: Sequence[tuple[Any, Any]], default: Any) -> Any:
+        """``value`` of the first case whose condition holds, else ``default`` (an if-then-else chain)."""
+        out = default
+        for cond, value in reversed(cases):
+            out = If(cond, value, out)
+        return out
 
     def trans(self, pre: Frame, post: Frame, tag: str) -> z3.BoolRef:
         """Some step takes ``pre`` to ``post`` (event arguments tagged ``tag``)."""

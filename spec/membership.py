@@ -63,7 +63,7 @@ def make_membership_spec(n: int) -> Spec:
         return tuple(getattr(e, f"{prefix}{k}") == 1 for k in ks)
 
     def fields_of(prefix: str, values: Any) -> dict[str, int]:
-        return {f"{prefix}{k}": int(bool(values[k])) for k in ks}
+        return {f"{prefix}{k}": If(values[k], 1, 0) for k in ks}
 
     def my_row(r: Any) -> tuple[Any, ...]:
         """Whom this node hears: configured, not suspected (and itself)."""
@@ -142,7 +142,7 @@ def make_membership_spec(n: int) -> Spec:
         return {**start_round(r1, r.round + 1), "suspects": r1.suspects, "attempts": 1}
 
     def status_effect() -> Effect:
-        return Effect("send", "status", lambda r, e, r2: {"to": -1, "round": r2.round, "disk": int(r2.holds_disk),
+        return Effect("send", "status", lambda r, e, r2: {"to": -1, "round": r2.round, "disk": If(r2.holds_disk, 1, 0),
                                                           "epoch": r2.epoch, **fields_of("alive", my_row(r2))})
 
     COLLECT = (status_effect(), Effect("start_timer", "collect_elapsed", lambda r, e, r2: {"ms": r.stage_ms}))

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from wolfpack.cli import cli, main
 
-RESULT_KEYS = {"machine", "property", "method", "result", "seconds", "detail", "invariant", "counterexample"}
+RESULT_KEYS = {"machine", "property", "method", "result", "seconds", "detail", "invariant", "counterexample",
+               "story"}
 
 
 def test_json_output_follows_the_documented_schema() -> None:
