@@ -27,6 +27,7 @@ from wolfpack.proofs.model import Model, Property, View
 from wolfpack.proofs.network import NET, NetworkModel, node
 from wolfpack.proofs.network_run import replay_network_run, restart_record
 from wolfpack.proofs.results import FAILED, Result
+from wolfpack.runtime.node import layout
 from wolfpack.runtime.sim import world as world_module
 from wolfpack.runtime.sim.scenario import Runner, ScenarioError, parse
 from wolfpack.spec import quorum
@@ -105,7 +106,7 @@ class Monitor:
 def simulate(path: Path, spec: Spec, net: NetworkModel, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, int], str]:
     """Run a story with ``spec`` as every node's membership machine: the properties broken, and how it ended."""
     with monkeypatch.context() as patch:
-        patch.setattr(world_module, "make_membership_spec", lambda n: spec)
+        patch.setattr(layout, "make_membership_spec", lambda n: spec)  # the machines every simulated node runs
         runner = Runner(parse(path))
         monitor = Monitor(runner, net)
         try:
