@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     "resource": "wolfpack.resource_cmd",
     "demo": "wolfpack.demo_cmd",
     "trace": "wolfpack.trace_cmd",
+    "db": "wolfpack.db_cmd",
 }
 
 

@@ -96,6 +96,8 @@ class AdminServer:
         r.add_get("/v1/status", self.status)
         r.add_get("/v1/local", self.local)
         r.add_get("/v1/types", self.types)
+        r.add_get("/v1/db", self.db_read)
+        r.add_post("/v1/db", self.db_write)
         r.add_post("/v1/cluster/parameters", self.parameters)
         r.add_post("/v1/nodes/{id}/{action}", self.node_action)
         r.add_post("/v1/groups", self.group_create)
@@ -156,7 +158,18 @@ class AdminServer:
                 out[name] = {"error": str(exc)}
         return _json(out)
 
+    async def db_read(self, request: web.Request) -> web.Response:
+        """A key of the cluster database: its values and subkeys (the registry-like API of D1-D3)."""
+        key = request.query.get("key", "")
+        return _json(await self.s.on_node(lambda: operations.read_key(self.s.hive, key)))
+
     # -- writes ----------------------------------------------------------------------------------
+    async def db_write(self, request: web.Request) -> web.Response:
+        """Set or delete values under ``Custom/`` (applications' and scripts' own data), as one global update."""
+        body = await _body(request)
+        ops = operations.custom_values(self.s.hive, body.get("key"), body.get("set", {}), body.get("delete", []))
+        return _json({"key": body.get("key"), "seq": await self.s.submit(ops)})
+
     async def parameters(self, request: web.Request) -> web.Response:
         body = await _body(request)
         values = body.get("values")

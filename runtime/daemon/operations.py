@@ -15,7 +15,7 @@ from typing import Any
 from wolfpack.errors import ResourceTypeError, WolfpackError
 from wolfpack.runtime.daemon import catalog
 from wolfpack.runtime.db.hive import Hive
-from wolfpack.runtime.db.updates import InvalidOperation
+from wolfpack.runtime.db.updates import InvalidOperation, check_key
 from wolfpack.runtime.resource_types.base import load_type
 from wolfpack.spec import dependencies
 from wolfpack.spec.placement import ClusterView, GroupPlacement, place
@@ -219,3 +219,30 @@ def check(hive: Hive, ops: Ops) -> None:
         hive.check(ops)
     except InvalidOperation as exc:
         raise AdminError(f"the change does not fit the cluster database: {exc}") from None
+
+
+#: where clients and scripts keep their own data in the cluster database (the cluster's own keys are written only
+#: by the operations above)
+CUSTOM = "Custom"
+
+
+def read_key(hive: Hive, key: str) -> dict[str, Any]:
+    try:
+        check_key(key, root_ok=True)
+    except InvalidOperation as exc:
+        raise AdminError(str(exc)) from None
+    if key and not hive.exists(key):
+        raise AdminError(f"the cluster database has no key {key!r}; `wolfpack db get` lists the root's subkeys", 404)
+    return {"key": key, "values": hive.values(key) if key else {}, "subkeys": hive.subkeys(key)}
+
+
+def custom_values(hive: Hive, key: object, values: object, deleted: object) -> Ops:
+    if not isinstance(key, str) or not (key == CUSTOM or key.startswith(CUSTOM + "/")):
+        raise AdminError(f"clients write only under {CUSTOM}/ (e.g. {CUSTOM}/myapp); the cluster's own keys change "
+                         "through the group, resource, node and cluster commands")
+    if not isinstance(values, dict) or not isinstance(deleted, list) or not (values or deleted):
+        raise AdminError('give {"key": "Custom/...", "set": {"name": value}, "delete": ["name"]}')
+    ops: Ops = [{"op": "create_key", "key": key}] + _set(key, values)
+    ops += [{"op": "delete_value", "key": key, "name": name} for name in deleted]
+    check(hive, ops)
+    return ops

@@ -171,6 +171,12 @@ def test_the_admin_api_refuses_bad_requests_and_the_daemon_keeps_running(lab: La
                                                               {"failback_window": [k, -1]})["seq"], range(24)))
     assert len(seqs) == 24 and all(s > 0 for s in seqs)
     assert len({lab.client(i).get("/v1/local")["gum"]["last_seq"] for i in range(3)}) == 1
+    # the registry-like API: clients keep their data under Custom/, readable on every node
+    api.post("/v1/db", {"key": "Custom/app", "set": {"colour": "green", "n": 3}})
+    assert lab.client(2).get("/v1/db?key=Custom/app")["values"] == {"colour": "green", "n": 3}
+    assert "Groups" in lab.client(1).get("/v1/db")["subkeys"]
+    with pytest.raises(ApiError, match="only under Custom/"):
+        api.post("/v1/db", {"key": "Cluster/Owners", "set": {"0": 2}})
     # a cluster-wide value is one global update: every node has it
     api.post("/v1/cluster/parameters", {"values": {"timing.restart_delay_ms": "1000"}})
     assert all(lab.status(i)["parameters"] == {"timing.restart_delay_ms": 1000} for i in range(3))
