@@ -48,13 +48,14 @@ def summary(name: str, values: list[float]) -> str:
 
 
 @contextlib.contextmanager
-def cluster(loopback: bool) -> Any:
+def cluster(loopback: bool, extra: dict[str, str] | None = None) -> Any:
     root = Path(tempfile.mkdtemp(prefix="wolfpack-bench-"))
     network = None if loopback else Network(3, tag=f"wb{os.getpid() % 10000}")
     try:
         hosts = ["127.0.0.1"] * 3 if network is None else [network.address(i) for i in range(3)]
         prefixes = [] if network is None else [network.prefix(i) for i in range(3)]
-        with LabCluster(root, hosts, loopback=network is None, prefixes=prefixes, settings=SETTINGS) as lab:
+        settings = {**SETTINGS, **(extra or {})}
+        with LabCluster(root, hosts, loopback=network is None, prefixes=prefixes, settings=settings) as lab:
             lab.start_all()
             for i in range(3):
                 lab.wait_api(i)
@@ -82,7 +83,7 @@ def first(records: list[dict[str, Any]], since: int, match: Any) -> int | None:
 
 def failover(args: argparse.Namespace) -> None:
     suspected, installed, online, observed = [], [], [], []
-    with cluster(args.loopback) as lab:
+    with cluster(args.loopback, args.set) as lab:
         group_online(lab, 0)
         for trial in range(args.trials):
             owner = int(lab.group(0 if lab.nodes[0].running else 1, "web")["owner"])
@@ -197,7 +198,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--loopback", action="store_true", help="run on 127.0.0.1 (no root) instead of namespaces")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a setting for every node, e.g. timing.takeover_wait_ms=400 (checked like the daemon does)")
     args = p.parse_args()
+    args.set = dict(item.split("=", 1) for item in args.set)
     {"failover": failover, "updates": updates, "idle": idle, "saturated": saturated}[args.what](args)
 
 

@@ -150,7 +150,7 @@ class AdminServer:
         return _json(await cluster_status(self.s))
 
     async def types(self, request: web.Request) -> web.Response:
-        out = {}
+        out: dict[str, Any] = {}
         for name in available_types():
             try:
                 out[name] = load_type(name).schema.describe()

@@ -87,6 +87,10 @@ class GroupInfo:
                              for r in self.resources})
 
 
+def _int(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, int | float | str) else default
+
+
 def _int_list(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, list) else ()
 
@@ -100,13 +104,13 @@ def groups(hive: Hive) -> dict[str, GroupInfo]:
         rkey = f"{group_key(name)}/Resources"
         for rname in hive.subkeys(rkey) if hive.exists(rkey) else []:
             rv = hive.values(resource_key(name, rname))
-            resources.append(ResourceInfo(rname, int(rv.get("index", 0)), str(rv.get("type", "")),
+            resources.append(ResourceInfo(rname, _int(rv.get("index"), 0), str(rv.get("type", "")),
                                           dict(rv.get("properties") or {}),  # type: ignore[arg-type]
                                           tuple(str(d) for d in rv.get("depends_on") or []),  # type: ignore[union-attr]
                                           bool(rv.get("separate_monitor", False)), dict(rv)))
-        out[name] = GroupInfo(name, int(values.get("slot", -1)), str(values.get("state", "offline")),
+        out[name] = GroupInfo(name, _int(values.get("slot"), -1), str(values.get("state", "offline")),
                               _int_list(values.get("preferred")), bool(values.get("failback", False)),
-                              int(values.get("failback_start", -1)), int(values.get("failback_end", -1)),
+                              _int(values.get("failback_start"), -1), _int(values.get("failback_end"), -1),
                               tuple(sorted(resources, key=lambda r: r.index)))
     return out
 

@@ -76,6 +76,10 @@ def _positive(value: Any) -> str | None:
     return None if value >= 1 else "must be >= 1"
 
 
+def _at_least(lo: int) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= lo else f"must be >= {lo}"
+
+
 def _quorum(value: Any) -> str | None:
     return None if value in QUORUMS else f"must be one of {', '.join(QUORUMS)}"
 
@@ -116,8 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
             "default LooksAlive interval of resources", cluster_wide=True, check=_positive),
     Setting("monitor", "is_alive_ms", int, d.IS_ALIVE_INTERVAL_MS,
             "default IsAlive interval of resources", cluster_wide=True, check=_positive),
-    *(Setting("timing", v.name, int, v.default, v.doc, cluster_wide=True,
-              check=lambda value, lo=v.lo: None if value >= lo else f"must be >= {lo}")
+    *(Setting("timing", v.name, int, v.default, v.doc, cluster_wide=True, check=_at_least(v.lo))
       for v in timing.VARIABLES),
 )
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -174,7 +174,7 @@ class LabCluster:
 
     def formed(self, i: int, members: Sequence[int]) -> bool:
         local = self.client(i).get("/v1/local", timeout_s=2)
-        return local["membership"]["state"] == "Stable" and local["membership"]["members"] == sorted(members)
+        return bool(local["membership"]["state"] == "Stable" and local["membership"]["members"] == sorted(members))
 
     # -- traces ----------------------------------------------------------------------------------------
     def trace_path(self, i: int) -> Path:

@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wolfpack.machines import LiveMachine
 from wolfpack.runtime.daemon import catalog
 from wolfpack.runtime.daemon.config import NodeConfig
 from wolfpack.runtime.daemon.store import HiveDatabase, NodeState
@@ -49,7 +48,7 @@ BATCH_LIMIT = 64
 STATE_FILE_FIELDS = {"membership": DURABLE["membership"],
                      "gum": tuple(f for f in DURABLE["gum"] if f != "last_seq")}
 
-Send = Callable[[int, Message], None]
+Send = Callable[[int, Message], object]
 
 
 @dataclass
@@ -157,7 +156,7 @@ class DaemonNode(MachineHost):
 
     def send(self, machine: str, name: str, to: int, args: Mapping[str, Any]) -> None:
         payload = self.app.attach_payload(machine, name, args)
-        message = Message(machine, name, {k: int(v) for k, v in args.items()}, payload)
+        message = Message(machine, name, {k: int(v) for k, v in args.items()}, payload)  # type: ignore[arg-type]
         targets = [e.id for e in self.config.nodes if e.id != self.node_id] if to == -1 else [to]
         for peer in targets:
             self._send(peer, message)
@@ -276,6 +275,3 @@ def _json_value(value: Any) -> Any:
 def _record_value(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
-
-def fresh(live: LiveMachine) -> LiveMachine:
-    return LiveMachine(live.spec, live.spec.record(**{f.name: getattr(live.record, f.name) for f in live.spec.params}))

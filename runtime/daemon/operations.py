@@ -172,7 +172,8 @@ def create_resource(hive: Hive, group_name: str, name: str, type_name: object, p
         want = RESOURCE_SETTINGS.get(key)
         if want is None:
             raise AdminError(f"unknown resource setting {key!r} (known: {', '.join(RESOURCE_SETTINGS)})")
-        if not isinstance(value, want) or (want is int and (isinstance(value, bool) or value < 0)):
+        if not isinstance(value, want) or (isinstance(value, int) and (isinstance(value, bool) != (want is bool)
+                                                                       or value < 0)):
             raise AdminError(f"resource setting {key} must be a {want.__name__} (>= 0), got {value!r}")
     index = max((r.index for r in info.resources), default=-1) + 1
     key = catalog.resource_key(group_name, name)

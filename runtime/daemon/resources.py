@@ -12,7 +12,6 @@ the resources, polling again those that were online.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -150,7 +149,7 @@ class ResourceBridge:
                     continue
                 if op.endswith("failed") or op == "pending_timeout":
                     log.warning("resource %s: %s (%s)", binding.resource, op, message.get("detail", ""))
-                self._post(lambda m=machine, e=op: self._feed(m, e))
+                self._post(_feeding(self._feed, machine, str(op)))
             elif op == "monitor_restarted":
                 log.warning("monitor %s restarted; re-opened %s, polling again %s", message.get("monitor"),
                             message.get("reopened"), message.get("watching"))
@@ -163,14 +162,11 @@ class ResourceBridge:
                 await client.shutdown()
 
     def state(self) -> dict[str, Any]:
+        """What the admin API shows of the monitors."""
         return {name: {"pid": c.pid, "resources": c.resources, "crashes": len(c.crashes)}
                 for name, c in self.monitors.items()}
 
 
-async def wait_opened(bridge: ResourceBridge, timeout: float = 10.0) -> None:
-    """Until every bound resource is opened (tests)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while any(not b.opened for b in bridge.bindings.values()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("resources were not opened in time")
-        await asyncio.sleep(0.01)
+
+def _feeding(feed: Feed, machine: str, event: str) -> Callable[[], None]:
+    return lambda: feed(machine, event)

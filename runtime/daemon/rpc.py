@@ -64,8 +64,9 @@ class Rpc:
             if payload.get("ok"):
                 future.set_result(payload.get("result"))
             else:
+                status = payload.get("status")
                 future.set_exception(AdminError(f"node {src}: {payload.get('error', 'refused')}",
-                                                int(payload.get("status", 409))))
+                                                status if isinstance(status, int) else 409))
             return
         handler = self._handlers.get(message.name)
         if handler is None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -57,7 +58,6 @@ class Service:
         self._stop = asyncio.Event()
         self._tasks: asyncio.TaskGroup | None = None
         self._waiting: dict[int, asyncio.Future[int]] = {}
-        self._ready = asyncio.Event()
         self._halted_at: float | None = None
 
     # -- assembly -----------------------------------------------------------------------------
@@ -110,7 +110,7 @@ class Service:
             event = "suspect" if kind == "suspect" else "peer_back"
             log.info("heartbeat: node %d %s", peer, "missed its beats on every network" if kind == "suspect"
                      else "is back")
-            self.node.post(lambda e=event, p=peer: self._feed_membership(e, p))
+            self.node.post(functools.partial(self._feed_membership, event, peer))
 
     def _feed_membership(self, event: str, peer: int) -> None:
         if self.node.machines["membership"].state != "Down":
@@ -166,7 +166,7 @@ class Service:
             info = catalog.groups(self.hive).get(name)
             if info is None or info.slot == slot:
                 self.node.pending_layout.discard(name)
-                self.node.post(lambda n=name: self._relayout({n}))
+                self.node.post(functools.partial(self._relayout, {name}))
 
     # -- administrators' updates ------------------------------------------------------------------
     async def submit(self, ops: Update) -> int:
@@ -320,7 +320,6 @@ class Service:
                 self.node.post(self.boot)
             log.info("node %d of cluster %r: transport %s, admin API http://%s:%d, data %s", self.me,
                      cfg["cluster.name"], self.peers.listen_address, *self.admin_address, cfg.data_dir)
-            self._ready.set()
             if on_ready is not None:
                 on_ready(self)
             await self._stop.wait()
@@ -376,6 +375,3 @@ async def serve(config: NodeConfig, on_ready: Callable[[Service], None] | None =
         pass
     log.info("node %d stopped", config.node_id)
 
-
-def machine_states(service: Service) -> Mapping[str, str]:
-    return {name: live.state for name, live in service.node.machines.items()}

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from wolfpack.errors import WolfpackError
 from wolfpack.runtime.daemon import catalog
@@ -35,7 +36,7 @@ RECENT_UPDATES = 16
 
 
 class Transfer:
-    def __init__(self, node: DaemonNode, send: Callable[[int, Message], None], on_loaded: Callable[[], None],
+    def __init__(self, node: DaemonNode, send: Callable[[int, Message], object], on_loaded: Callable[[], None],
                  timeout_s: float = 3.0) -> None:
         self.node = node
         self._send = send
@@ -70,7 +71,7 @@ class Transfer:
         self._waiting = None
         node, db = self.node, self.node.database
         try:
-            payload = message.payload if isinstance(message.payload, dict) else {}
+            payload: dict[str, Any] = message.payload if isinstance(message.payload, dict) else {}
             snapshot = base64.b64decode(str(payload["hive"]), validate=True)
             records = {int(seq): list(ops) for seq, ops in payload.get("records", [])}
             db.hive.load_snapshot(snapshot)
@@ -96,7 +97,7 @@ class Transfer:
         snapshot = base64.b64encode(db.hive.snapshot()).decode()
         args = {"seq": db.hive.last_seq, "locker": int(gum.locker),
                 **{f"alive{k}": int(m) for k, m in enumerate(gum.members)}}
-        self._send(src, Message("db", "snapshot", args, {"hive": snapshot, "records": recent}))
+        self._send(src, Message("db", "snapshot", args, {"hive": snapshot, "records": recent}))  # type: ignore[dict-item]
         log.info("database transfer: sent the database at update %d to node %d", db.hive.last_seq, src)
 
     def receive(self, src: int, message: Message) -> None:

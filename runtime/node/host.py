@@ -42,7 +42,7 @@ class ApplyFailed(WolfpackError):
     def __init__(self, event: str, args: Mapping[str, Any], why: str) -> None:
         super().__init__(why)
         self.event = event
-        self.args = dict(args)
+        self.event_args = dict(args)  # not ``args``: that is the exception's own
 
 
 class MachineHost:
@@ -172,7 +172,7 @@ class MachineHost:
                 self._work.popleft()
             self.log_step(item.machine, {"trigger": item.trigger, "failed": item.effect.as_dict(),
                                          "why": str(failed)})
-            self._new.append(_Event(item.machine, failed.event, failed.args))
+            self._new.append(_Event(item.machine, failed.event, failed.event_args))
 
     def carry_out(self, machine: str, effect: Emitted) -> None:
         if effect.kind == "send":
