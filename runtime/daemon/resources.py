@@ -12,6 +12,7 @@ the resources, polling again those that were online.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -56,6 +57,7 @@ class ResourceBridge:
         self.bindings: dict[str, Binding] = {}  # by machine name
         self._by_resource: dict[str, str] = {}  # resource id -> machine name
         self._ops = itertools.count(1)
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
         await self._monitor(monitor_name("", separate=False))
@@ -79,15 +81,24 @@ class ResourceBridge:
         self._by_resource[resource] = machine
         self._spawn(self._open(placeholder, type_name, dict(properties), separate, dict(intervals)))
 
+    def _lock(self, resource: str) -> asyncio.Lock:
+        """Opens and closes of one resource happen one after the other, in the order asked (a group rebuilt while
+        its resource is still being opened closes it before opening it again)."""
+        lock = self._locks.get(resource)
+        if lock is None:
+            lock = self._locks[resource] = asyncio.Lock()
+        return lock
+
     async def _open(self, binding: Binding, type_name: str, properties: dict[str, Any], separate: bool,
                     intervals: dict[str, int]) -> None:
-        try:
-            binding.monitor = await self._monitor(monitor_name(binding.resource, separate))
-            await binding.monitor.open(binding.resource, type_name, properties, **intervals)
-        except (MonitorError, ResourceTypeError) as exc:
-            binding.error = str(exc)
-            log.error("resource %s cannot be opened: %s", binding.resource, exc)
-        binding.opened = True
+        async with self._lock(binding.resource):
+            try:
+                binding.monitor = await self._monitor(monitor_name(binding.resource, separate))
+                await binding.monitor.open(binding.resource, type_name, properties, **intervals)
+            except (MonitorError, ResourceTypeError) as exc:
+                binding.error = str(exc)
+                log.error("resource %s cannot be opened: %s", binding.resource, exc)
+            binding.opened = True
         backlog, binding.backlog = binding.backlog, []
         for entry, op_id in backlog:
             self._call(binding, entry, op_id)
@@ -96,11 +107,15 @@ class ResourceBridge:
         binding = self.bindings.pop(machine, None)
         if binding is None:
             return
-        self._by_resource.pop(binding.resource, None)
-        if binding.opened and binding.error is None:
-            client = binding.monitor
-            with contextlib.suppress(MonitorError):
-                self._spawn(client.close(binding.resource))
+        if self._by_resource.get(binding.resource) == machine:
+            del self._by_resource[binding.resource]
+        self._spawn(self._close(binding))
+
+    async def _close(self, binding: Binding) -> None:
+        async with self._lock(binding.resource):
+            if binding.opened and binding.error is None:
+                with contextlib.suppress(MonitorError):
+                    await binding.monitor.close(binding.resource)
 
     # -- the machines' calls ------------------------------------------------------------------
     def drive(self, machine: str, entry: str) -> None:

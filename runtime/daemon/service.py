@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import signal
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -46,6 +47,8 @@ log = logging.getLogger("wolfpack.service")
 SUBMIT_TIMEOUT_S = 15.0
 #: a halted node that hears a regroup joins it, but not sooner than this after it halted
 REJOIN_MIN_S = 0.5
+#: a booting node that hears too few heartbeats says so after this long
+BOOT_NOTICE_S = 10.0
 
 
 class Service:
@@ -59,6 +62,8 @@ class Service:
         self._tasks: asyncio.TaskGroup | None = None
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._halted_at: float | None = None
+        self._booting: int | None = None  # the boot waiting to hear a majority's heartbeats
+        self._told_waiting = False
 
     # -- assembly -----------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -110,6 +115,8 @@ class Service:
             event = "suspect" if kind == "suspect" else "peer_back"
             log.info("heartbeat: node %d %s", peer, "missed its beats on every network" if kind == "suspect"
                      else "is back")
+            if kind != "suspect" and self.peers is not None:
+                self.peers.redial(peer)
             self.node.post(functools.partial(self._feed_membership, event, peer))
 
     def _feed_membership(self, event: str, peer: int) -> None:
@@ -233,9 +240,37 @@ class Service:
             self.heartbeat = None
 
     def boot(self) -> None:
-        """The membership machine boots: form a cluster or join the one that runs."""
+        """Heartbeats start; the membership machine boots (form a cluster or join the one that runs) once this
+        node hears a majority of the configured nodes (itself included: heartbeats, and a transport link), or under
+        disk quorum after the detection time.  A node that hears too few would start regroup rounds it cannot
+        finish, and its statuses (which say it hears nobody) would make the members' rounds fail too: under Majority
+        Node Set it could not form anyway."""
         self._start_heartbeat()
-        self.node.feed("membership", "boot")
+        self._booting = (self._booting or 0) + 1
+        self._boot_when_heard(self._booting, asyncio.get_running_loop().time())
+
+    def _boot_when_heard(self, attempt: int, since: float) -> None:
+        if attempt != self._booting or self.heartbeat is None:
+            return  # a later boot or a halt superseded this one
+        timing = self.config.timing
+        window_ns = timing["heartbeat_period_ms"] * timing["missed_heartbeats"] * 1_000_000
+        now_ns = time.monotonic_ns()
+        heard = sum(1 for peer, seen in self.heartbeat.last_seen().items()
+                    if any(t is not None and now_ns - t < window_ns for t in seen)
+                    and self.peers is not None and peer in self.peers.connected())
+        loop = asyncio.get_running_loop()
+        waited = loop.time() - since
+        if heard + 1 >= len(self.config.nodes) // 2 + 1 or (
+                self.config["cluster.quorum"] == "disk" and waited * 1000 >= window_ns / 1e6):
+            self._booting = None
+            self.node.post(lambda: self.node.feed("membership", "boot"))
+            return
+        if waited > BOOT_NOTICE_S and not self._told_waiting:
+            self._told_waiting = True
+            log.warning("node %d hears %d of the other %d nodes' heartbeats; it joins once it hears a majority "
+                        "(check the heartbeat networks and the other nodes)", self.me, heard,
+                        len(self.config.nodes) - 1)
+        loop.call_later(timing["heartbeat_period_ms"] / 1000, self._boot_when_heard, attempt, since)
 
     def rejoin(self) -> None:
         """After a halt or a planned leave: fresh machines with what the node keeps on disk, then boot."""
@@ -252,6 +287,7 @@ class Service:
         """The membership machine halted: heartbeats stop (the others see this node gone), and the cluster role
         starts again after ``node.rejoin_after_ms`` (a node left out when it started, or cut off, comes back)."""
         self._stop_heartbeat()
+        self._booting = None
         delay = int(self.config["node.rejoin_after_ms"])
         if delay > 0:
             loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ far behind; the machines above tolerate lost messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
@@ -120,6 +121,7 @@ class PeerManager:
         self._links: dict[int, Link] = {}
         self._down: dict[int, asyncio.Event] = {}
         self._dialers: dict[int, asyncio.Task[None]] = {}
+        self._kicks: dict[int, asyncio.Event] = {}  # set: dial again now, without waiting out the backoff
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._quiet_drops: set[int] = set()  # peers whose dropped sends were logged at INFO in this outage
@@ -220,6 +222,28 @@ class PeerManager:
         link = self._links.get(peer)
         if link is not None:
             link.close()
+
+    def redial(self, peer: int) -> None:
+        """Replace the link to ``peer`` with a fresh connection now (this node dials the higher ids; for a lower id
+        nothing is done: it redials, and its new connection replaces the old one here).
+
+        For when the heartbeats say ``peer`` is back after an outage: an old TCP connection may hold data in
+        retransmission backoff for seconds after the network healed, while the machines' rounds last a tenth of a
+        second; a new connection carries the next messages at once (the old one's backlog is lost, which the
+        machines tolerate)."""
+        if peer <= self.node_id or peer not in self._peers:
+            return
+        link = self._links.get(peer)
+        if link is not None:
+            log.info("node %d: node %d is back: replacing the connection with a fresh one", self.node_id, peer)
+            link.close()
+        self._kick(peer).set()
+
+    def _kick(self, peer: int) -> asyncio.Event:
+        event = self._kicks.get(peer)
+        if event is None:
+            event = self._kicks[peer] = asyncio.Event()
+        return event
 
     def connected(self) -> set[int]:
         """The peers with a live authenticated link."""
@@ -331,9 +355,18 @@ class PeerManager:
                     await self._run(link)
             except Exception:
                 log.exception("node %d: dialing node %d failed unexpectedly; dialing again", self.node_id, peer)
+            kick = self._kick(peer)
+            if kick.is_set():
+                kick.clear()
+                backoff.reset()
+                continue
             delay = backoff.next()
             log.debug("node %d: next attempt to reach node %d in %.3f s", self.node_id, peer, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(kick.wait(), delay)
+            if kick.is_set():
+                kick.clear()
+                backoff.reset()
 
     async def _dial(self, peer: int, address: Address) -> Link | None:
         host, port = address

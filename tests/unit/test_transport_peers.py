@@ -810,3 +810,20 @@ def test_listen_address_needs_a_running_manager() -> None:
     manager = PeerManager(1, CLUSTER, KEY)
     with pytest.raises(RuntimeError, match="not running"):
         _ = manager.listen_address
+
+
+def test_redial_replaces_the_link_at_once_from_the_dialing_side_only() -> None:
+    async def body() -> None:
+        nodes = [Node(1, backoff=(5.0, 10.0)), Node(2, backoff=(5.0, 10.0))]
+        one, two = nodes
+        async with cluster(*nodes):
+            await eventually(all_connected(nodes), "connected")
+            two.manager.redial(1)  # the higher id does not dial: nothing happens
+            await asyncio.sleep(0.05)
+            assert [n.stats.links_opened for n in nodes] == [1, 1]
+            one.manager.redial(2)  # a fresh connection now, not after the 5 s backoff
+            await eventually(lambda: one.stats.links_opened == 2 and all_connected(nodes)(), "a new link", 2.0)
+            assert one.manager.send(2, ping(1, 2))
+            await eventually(lambda: len(two.inbox) == 1, "a message on the new link", 2.0)
+
+    run(body())
