@@ -4,6 +4,7 @@ What each means for the cluster:
 
 * :class:`ReservationConflict`: this node does not own the disk (another holds the
   reservation, or this node's key was preempted): ownership is lost, never retried;
+  :class:`OwnershipLost` is the same refusal met by the quorum log's reads and writes;
 * :class:`UnitAttention`: a reset, preempt or release happened since this initiator's
   last command; the command did not run and is retried (by the device layer);
 * :class:`IllegalRequest`: the target does not support a command or field (tgt and
@@ -49,3 +50,7 @@ class DeviceFailed(DeviceError):
 
 class NotSupported(DeviceError):
     """The transport cannot carry out the request (e.g. a reset level the target lacks)."""
+
+
+class OwnershipLost(ReservationConflict):
+    """A write to the quorum disk (the quorum log) was refused with RESERVATION CONFLICT: another node owns it."""
