@@ -90,9 +90,7 @@ class Trial:
         owner.feed("arbitrate")
         await asyncio.wait_for(self.won[0].wait(), limit_s)
         await asyncio.sleep((renew_ms + random.uniform(0, renew_ms)) / 1000)
-        owner.feed("crash")  # the owner dies: its machine is gone, its timers stop
-        for handle in owner.timers.values():
-            handle.cancel()
+        owner.crash()  # the owner dies: its machine is gone, its timers stop
         started = time.perf_counter()
         challenger.feed("arbitrate")
         await asyncio.wait_for(self.won[1].wait(), limit_s)
@@ -110,9 +108,7 @@ class Trial:
     def close(self) -> None:
         """Stop both nodes (the winner keeps defending otherwise), then their workers and their nexuses."""
         for arbiter in self.arbiters:
-            for handle in arbiter.timers.values():
-                handle.cancel()
-            arbiter.feed("crash")  # answers still in flight are ignored from here on
+            arbiter.crash()  # answers still in flight are ignored from here on
             if isinstance(arbiter.scheduler, AsyncioScheduler):
                 arbiter.scheduler.executor.shutdown(wait=True)
         for disk in self.disks:

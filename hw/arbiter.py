@@ -124,6 +124,13 @@ class Arbiter:
         for effect in self.machine.step(event, **args):
             self._carry_out(effect)
 
+    def crash(self) -> None:
+        """The node dies (tests, benchmarks): its machine forgets everything, none of its timers fires, and
+        answers of its commands still in flight are ignored; what it did to the disk stays."""
+        self.feed("crash")
+        for name in list(self.timers):
+            self._cancel(name)
+
     def _carry_out(self, effect: Emitted) -> None:
         if effect.kind == "start_timer":
             self._cancel(effect.name)

@@ -232,7 +232,7 @@ class DiskLog(ReplayLog):
     def _newest_slot(self) -> tuple[int, int, HiveContent, bytes, list[LogRecord]]:
         found = []
         for slot in (0, 1):
-            lba = self._slot_lba(slot)
+            lba = self.slot_lba(slot)
             fields = _unsealed(SLOT, self._read(lba, 1))
             if fields is None or fields[0] != SLOT_MAGIC or fields[1] != self.log_id:
                 continue
@@ -316,7 +316,7 @@ class DiskLog(ReplayLog):
 
     def _check_not_stale(self) -> None:
         """Has another node checkpointed (the next slot's generation) or appended (our end) since we read?"""
-        fields = _unsealed(SLOT, self._read(self._slot_lba(1 - self.slot), 1))
+        fields = _unsealed(SLOT, self._read(self.slot_lba(1 - self.slot), 1))
         newer = fields is not None and fields[:2] == (SLOT_MAGIC, self.log_id) and fields[2] > self.generation
         appended = False
         if self._end < self.log_blocks:
@@ -343,7 +343,7 @@ class DiskLog(ReplayLog):
                                 "quorum log with a larger checkpoint_bytes")
         self._check_not_stale()
         slot = 1 - self.slot
-        self._write_slot(self.disk, self._slot_lba(slot), self.block_size, self.log_id, self.generation + 1, seq, data)
+        self._write_slot(self.disk, self.slot_lba(slot), self.block_size, self.log_id, self.generation + 1, seq, data)
         self.slot, self.generation = slot, self.generation + 1
         self._checkpoint, self._checkpoint_blob, self._checkpoint_seq = content, snapshot, seq
         self._log, self._end, self._records = [], 0, tail
@@ -371,7 +371,8 @@ class DiskLog(ReplayLog):
         """How many blocks of the log area the current generation's records take."""
         return self._end
 
-    def _slot_lba(self, slot: int) -> int:
+    def slot_lba(self, slot: int) -> int:
+        """The header block of checkpoint slot 0 or 1."""
         return self.start + 1 + slot * self.slot_blocks
 
     def _read(self, lba: int, count: int) -> bytes:

@@ -34,22 +34,27 @@ def names(reports: list[Any]) -> list[str]:
     return [name for _, name in reports]
 
 
+def first_owner(kind: str, spec: str, request: pytest.FixtureRequest,
+                settle_ms: int) -> tuple[VirtualClock, list[Arbiter], list[list[Any]]]:
+    """Two nodes on a fresh target; node 0 arbitrates alone and has won after ``settle_ms``."""
+    clock = VirtualClock()
+    nodes, reports = arbiters(make_target(kind, request), spec, clock)
+    nodes[0].feed("arbitrate")
+    clock.run_until(settle_ms)
+    assert names(reports[0]) == ["won"]
+    return clock, nodes, reports
+
+
 @pytest.mark.parametrize("kind", ["spc", "tgt_compat"])
 def test_pr_owner_defends_then_a_dead_owner_is_fenced(kind: str, request: pytest.FixtureRequest) -> None:
-    target = make_target(kind, request)
-    clock = VirtualClock()
-    (a, b), (ra, rb) = arbiters(target, "pr", clock)
-    a.feed("arbitrate")
-    clock.run_until(50)
-    assert names(ra) == ["won"] and a.machine.state == "Defending"
+    clock, (a, b), (ra, rb) = first_owner(kind, "pr", request, 50)
+    assert a.machine.state == "Defending"
     b.feed("arbitrate")  # a live owner: b's registered key is preempted before its wait ends
     clock.run_until(2_000)
     assert "lost_quorum" in names(rb) and names(ra).count("fenced") == 1 and a.machine.state in ("Defending",
                                                                                                 "Checking")
     assert ("degraded" in names(ra)) is (kind == "tgt_compat")
-    a.feed("crash")  # the owner dies (its key stays registered)
-    for handle in a.timers.values():
-        handle.cancel()
+    a.crash()  # the owner dies (its key stays registered)
     b.feed("arbitrate")
     clock.run_until(4_000)
     assert "won" in names(rb) and b.machine.state in ("Defending", "Checking")
@@ -59,11 +64,7 @@ def test_pr_owner_defends_then_a_dead_owner_is_fenced(kind: str, request: pytest
 
 
 def test_pr_a_preempted_owner_reports_lost_quorum_within_the_bound(request: pytest.FixtureRequest) -> None:
-    target = make_target("spc", request)
-    clock = VirtualClock()
-    (a, b), (ra, _) = arbiters(target, "pr", clock)
-    a.feed("arbitrate")
-    clock.run_until(50)
+    clock, (a, b), (ra, _) = first_owner("spc", "pr", request, 50)
     b.disk.register_ignore(pr_key("c1", 1))
     b.disk.preempt(pr_key("c1", 1), pr_key("c1", 0))  # taken behind a's back (a stalled defense)
     taken = clock.now
@@ -73,18 +74,11 @@ def test_pr_a_preempted_owner_reports_lost_quorum_within_the_bound(request: pyte
 
 @pytest.mark.parametrize("kind", ["spc", "tgt_compat"])
 def test_scsi2_challenge_defense(kind: str, request: pytest.FixtureRequest) -> None:
-    target = make_target(kind, request)
-    clock = VirtualClock()
-    (a, b), (ra, rb) = arbiters(target, "scsi2", clock)
-    a.feed("arbitrate")
-    clock.run_until(W + 50)
-    assert names(ra) == ["won"]
+    clock, (a, b), (_, rb) = first_owner(kind, "scsi2", request, W + 50)
     b.feed("arbitrate")  # a resets; a renews within T < W: b's RESERVE conflicts
     clock.run_until(3 * W)
     assert names(rb) == ["lost_quorum"] and a.machine.state in ("Defending", "Renewing")
-    a.feed("crash")
-    for handle in a.timers.values():
-        handle.cancel()
+    a.crash()
     b.feed("arbitrate")
     clock.run_until(6 * W)
     assert names(rb)[-1] == "won"
@@ -115,9 +109,7 @@ def test_pr_arbitration_against_tgtd_under_asyncio(request: pytest.FixtureReques
         arbs[1].feed("arbitrate")
         await asyncio.sleep(W / 1000 + 0.5)
         assert "lost_quorum" in reports[1] and "degraded" in reports[0]
-        arbs[0].feed("crash")
-        for handle in arbs[0].timers.values():
-            handle.cancel()
+        arbs[0].crash()
         arbs[1].feed("arbitrate")
         await asyncio.sleep(W / 1000 + 0.5)
         assert reports[1][-1] in ("won", "degraded", "fenced") and "won" in reports[1]

@@ -33,6 +33,15 @@ def hive_after(updates: list[tuple[int, list[dict[str, Any]]]]) -> Hive:
     return hive
 
 
+def logged(target: Target, count: int, **sizes: int) -> tuple[Disk, DiskLog]:
+    """Node a's disk and a fresh log on it holding updates 1..count (epoch 1)."""
+    disk = target.open("a")
+    log = DiskLog.format(disk, **(sizes or SMALL))
+    for seq in range(1, count + 1):
+        log.append(seq, 1, ops_for(seq))
+    return disk, log
+
+
 @pytest.fixture(params=("spc", "tgtd"))
 def disk_target(request: pytest.FixtureRequest) -> Target:
     return make_target(request.param, request)
@@ -64,10 +73,7 @@ def test_a_record_larger_than_one_command_round_trips(disk_target: Target) -> No
 
 
 def test_a_torn_last_record_ends_the_log_and_is_overwritten(disk_target: Target) -> None:
-    disk = disk_target.open("a")
-    log = DiskLog.format(disk, **SMALL)
-    for seq in (1, 2):
-        log.append(seq, 1, ops_for(seq))
+    disk, log = logged(disk_target, 2)
     end = log.used_blocks
     log.append(3, 1, [{"op": "create_key", "key": "long"}, {"op": "set_value", "key": "long", "name": "v",
                                                               "value": "y" * 2000}])
@@ -80,19 +86,14 @@ def test_a_torn_last_record_ends_the_log_and_is_overwritten(disk_target: Target)
 
 
 def test_damage_before_good_records_is_corruption(disk_target: Target) -> None:
-    disk = disk_target.open("a")
-    log = DiskLog.format(disk, **SMALL)
-    for seq in (1, 2, 3):
-        log.append(seq, 1, ops_for(seq))
+    disk, log = logged(disk_target, 3)
     disk.write_blocks(log.log_lba + 1, b"\xff" * disk.block_size)  # record 2 damaged, record 3 good behind it
     with pytest.raises(CorruptLog, match="holds a good record"):
         DiskLog.open(disk_target.open("b"))
 
 
 def test_a_later_record_with_a_lower_or_equal_number_supersedes_orphans(disk_target: Target) -> None:
-    log = DiskLog.format(disk_target.open("a"), **SMALL)
-    for seq in (1, 2, 3):
-        log.append(seq, 1, ops_for(seq))
+    _, log = logged(disk_target, 3)
     log.append(2, 2, ops_for(2, "b"))  # updates 2 and 3 were orphans: the cluster gave number 2 to another update
     for reader in (log, DiskLog.open(disk_target.open("b"))):
         assert [(r.seq, r.ops) for r in reader.records()] == [(1, ops_for(1)), (2, ops_for(2, "b"))]
@@ -128,11 +129,8 @@ def test_checkpoint_then_replay(disk_target: Target) -> None:
 
 def test_a_checkpoint_cut_short_leaves_the_previous_one(request: pytest.FixtureRequest) -> None:
     target = make_target("spc", request)
-    disk = target.open("a")
-    log = DiskLog.format(disk, **SMALL)
-    for seq in range(1, 5):
-        log.append(seq, 1, ops_for(seq))
-    header = log.log_lba - 2 * log.slot_blocks + log.slot_blocks  # slot 1's header block: the commit
+    disk, log = logged(target, 4)
+    header = log.slot_lba(1)  # slot 1's header block: the commit
 
     def crash_at_commit(lba: int, data: bytes, write: Any = disk.write_blocks) -> None:
         if lba == header:
@@ -148,12 +146,9 @@ def test_a_checkpoint_cut_short_leaves_the_previous_one(request: pytest.FixtureR
 
 def test_a_checkpoint_with_damaged_data_falls_back_to_the_previous_one(request: pytest.FixtureRequest) -> None:
     target = make_target("spc", request)
-    disk = target.open("a")
-    log = DiskLog.format(disk, **SMALL)
-    for seq in range(1, 5):
-        log.append(seq, 1, ops_for(seq))
+    disk, log = logged(target, 4)
     log.checkpoint(hive_after([(s, ops_for(s)) for s in range(1, 4)]))
-    data = log.log_lba - log.slot_blocks + 1  # slot 1's first data block
+    data = log.slot_lba(1) + 1  # slot 1's first data block
     disk.write_blocks(data, b"\x00" * disk.block_size)  # its header landed, its data did not
     reader = DiskLog.open(target.open("b"))  # the previous checkpoint (the empty one) and its log
     assert reader.checkpoint_seq == 0 and [r.seq for r in reader.records()] == [1, 2, 3, 4]
@@ -163,10 +158,8 @@ def test_a_checkpoint_with_damaged_data_falls_back_to_the_previous_one(request: 
 
 
 def test_a_full_log_asks_for_a_checkpoint(request: pytest.FixtureRequest) -> None:
-    log = DiskLog.format(make_target("spc", request).open("a"), checkpoint_bytes=64 << 10, log_bytes=4 << 10)
+    _, log = logged(make_target("spc", request), 8, checkpoint_bytes=64 << 10, log_bytes=4 << 10)
     updates = [(seq, ops_for(seq)) for seq in range(1, 10)]
-    for seq, ops in updates[:8]:
-        log.append(seq, 1, ops)
     with pytest.raises(LogFull, match="take a checkpoint"):
         log.append(9, 1, ops_for(9))
     log.checkpoint(hive_after(updates[:8]))
