@@ -45,3 +45,7 @@ class ResourceTypeError(WolfpackError):
 
 class MonitorError(WolfpackError):
     """A resource monitor process failed, or broke the monitor protocol."""
+
+
+class DeviceError(WolfpackError):
+    """A shared disk (reservation device) refused a command, failed, or could not be reached (``wolfpack.hw``)."""

@@ -25,7 +25,8 @@ from typing import Any
 from wolfpack.errors import WolfpackError
 from wolfpack.proofs.arbitration_model import arbitration_models
 from wolfpack.proofs.model import Component, Model, Property, Sync, View, single
-from wolfpack.spec import arbitration, node, reservation, resource
+from wolfpack.proofs.pr_arbitration_model import pr_arbitration_models
+from wolfpack.spec import arbitration, node, persistent_reservation, pr_arbitration, reservation, resource
 from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not
 from wolfpack.spec.failover import make_failover_spec
@@ -155,11 +156,17 @@ def registry() -> dict[str, tuple[Model, ...]]:
         "reservation": (single(reservation.SPEC, doc="the quorum disk's reservation (SCSI-2 reserve/release/reset)"),),
         "arbitration": (single(arbitration.SPEC, doc="MSCS challenge/defense of one node"),),
         "quorum_disk": arbitration_models(),
+        "persistent_reservation": (single(persistent_reservation.SPEC, doc="the quorum disk's SCSI-3 persistent "
+                                          "reservation (register, reserve type 5, preempt, read keys, writes)"),),
+        "pr_arbitration": (single(pr_arbitration.SPEC,
+                                  doc="SCSI-3 challenge/defense and storage fencing of one node"),),
+        "quorum_disk_pr": pr_arbitration_models(),
     }
 
 
 MACHINES = ("resource", "group", "node", "ownership", "heartbeat", "membership", "gum", "gum_cluster", "failover",
-            "reservation", "arbitration", "quorum_disk", "regroup", "cluster", "quorum", "timing")
+            "reservation", "arbitration", "quorum_disk", "persistent_reservation", "pr_arbitration", "quorum_disk_pr",
+            "regroup", "cluster", "quorum", "timing")
 #: names that are checked outside the model registry (by their own checkers: :mod:`wolfpack.proofs.checks`, and
 #: the timing obligations)
 NOT_MODELS = ("gum_cluster", "regroup", "cluster", "quorum", "timing")

@@ -9,7 +9,19 @@ __all__ = ["Spec", "all_specs", "get"]
 
 def all_specs() -> dict[str, Spec]:
     """Every machine by name, in a stable order."""
-    from wolfpack.spec import arbitration, failover, group, gum, heartbeat, membership, node, reservation, resource
+    from wolfpack.spec import (
+        arbitration,
+        failover,
+        group,
+        gum,
+        heartbeat,
+        membership,
+        node,
+        persistent_reservation,
+        pr_arbitration,
+        reservation,
+        resource,
+    )
 
     return {
         "resource": resource.SPEC,
@@ -21,6 +33,8 @@ def all_specs() -> dict[str, Spec]:
         "failover": failover.SPEC,
         "reservation": reservation.SPEC,
         "arbitration": arbitration.SPEC,
+        "persistent_reservation": persistent_reservation.SPEC,
+        "pr_arbitration": pr_arbitration.SPEC,
     }
 
 

@@ -4,6 +4,7 @@
 * :mod:`.hive`: :class:`Hive`, one node's database (reads for clients, writes only by global update);
 * :mod:`.snapshot`: the checked snapshot format a sponsor sends and a checkpoint holds;
 * :mod:`.checkpoint`: checkpoint files and atomic file replacement;
+* :mod:`.log_records`: the record frame, the orphan rule and catch-up, shared by every quorum log;
 * :mod:`.quorum_log`: :class:`QuorumLog`, the local quorum log with checkpoints, catch-up and the orphan rule.
 """
 

@@ -66,8 +66,7 @@ import logging
 import os
 import re
 import struct
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,57 +80,28 @@ from wolfpack.runtime.db.checkpoint import (
     write_checkpoint,
 )
 from wolfpack.runtime.db.hive import Hive
+from wolfpack.runtime.db.log_records import (
+    EMPTY_HIVE,
+    FRAME,
+    FRAME_MAGIC,
+    CorruptLog,
+    DivergedHive,
+    LogRecord,
+    ReplayLog,
+    effective,
+    encode_frame,
+    frame_crc,
+    is_stale,
+)
 from wolfpack.runtime.db.snapshot import HiveContent, encode_snapshot
-from wolfpack.runtime.db.updates import InvalidOperation, Op, decode_ops, encode_ops, update_digest, validate_ops
+from wolfpack.runtime.db.updates import InvalidOperation, Op, decode_ops
 
 log = logging.getLogger(__name__)
 
 SEGMENT_MAGIC = b"WPQLOG\x00\x01"
 SEGMENT_HEADER = struct.Struct(">8sQ")
-FRAME_MAGIC = b"WPQR"
-FRAME = struct.Struct(">4sIIQQ")  # magic, payload length, crc32, seq, epoch
 SEGMENT_PATTERN = re.compile(r"log-(\d{20})\.wal")
-MAX_U64 = (1 << 64) - 1
-EMPTY_HIVE = HiveContent(last_seq=0, epoch=0, last_digest="", keys=(), values=())
 _RESTORE = "restore the quorum log directory from a healthy member or a backup (the hive itself is intact)"
-
-
-class CorruptLog(DatabaseError):
-    """The quorum log is damaged somewhere other than a torn last record."""
-
-
-class DivergedHive(DatabaseError):
-    """The hive applied an update that the quorum log holds differently (an orphan the cluster discarded)."""
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One global update as logged: its sequence number, membership epoch and operations."""
-
-    seq: int
-    epoch: int
-    ops: list[Op]
-
-    @property
-    def digest(self) -> str:
-        return update_digest(self.seq, self.ops)
-
-
-def encode_frame(seq: int, epoch: int, ops: Sequence[Op]) -> bytes:
-    """The bytes of one log record."""
-    payload = encode_ops(ops)
-    crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QQ", seq, epoch)))
-    return FRAME.pack(FRAME_MAGIC, len(payload), crc, seq, epoch) + payload
-
-
-def effective(records: Iterable[LogRecord]) -> list[LogRecord]:
-    """The records replay uses: each record supersedes the earlier ones with a sequence number >= its own."""
-    kept: list[LogRecord] = []
-    for record in records:
-        while kept and kept[-1].seq >= record.seq:
-            kept.pop()
-        kept.append(record)
-    return kept
 
 
 @dataclass
@@ -171,7 +141,7 @@ def _read_segment(path: Path, base: int, *, last: bool) -> _Segment:
                 torn = "zero bytes where a record should start"
             elif end > len(data):
                 torn = "a record cut short"
-            elif zlib.crc32(data[pos + FRAME.size : end], zlib.crc32(struct.pack(">QQ", seq, epoch))) != crc:
+            elif frame_crc(seq, epoch, data[pos + FRAME.size : end]) != crc:
                 if end != len(data):
                     raise corrupt(pos, f"the record of update {seq} fails its checksum and more records follow it")
                 torn = "a last record that fails its checksum"
@@ -191,7 +161,7 @@ def _read_segment(path: Path, base: int, *, last: bool) -> _Segment:
     return _Segment(base, path, records, pos, "")
 
 
-class QuorumLog:
+class QuorumLog(ReplayLog):
     """One node's quorum log directory; see the module docstring."""
 
     def __init__(self, directory: str | os.PathLike[str], *, durable: bool = True) -> None:
@@ -259,14 +229,10 @@ class QuorumLog:
                     f"the quorum log segment {segment.path} continues from update {segment.base}, but the newest "
                     f"checkpoint is at update {self._checkpoint_seq}: checkpoint {segment.base} is missing; {_RESTORE}"
                 )
-        records = [r for r in effective(r for s in segments for r in s.records) if r.seq > self._checkpoint_seq]
-        for expected, record in enumerate(records, start=self._checkpoint_seq + 1):
-            if record.seq != expected:
-                raise CorruptLog(
-                    f"the quorum log in {self.directory} jumps to update {record.seq} where update {expected} "
-                    f"should be; {_RESTORE}"
-                )
-        return records
+        return self._consecutive((r for s in segments for r in s.records), _RESTORE)
+
+    def _where(self) -> str:
+        return f"the quorum log in {self.directory}"
 
     def _effective_records(self) -> list[LogRecord]:
         return self._check(self._read_segments(last_may_be_torn=True))
@@ -281,42 +247,6 @@ class QuorumLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
 
-    # ------------------------------------------------------------------ state
-    @property
-    def last_seq(self) -> int:
-        """The newest update the log (or its checkpoint) holds."""
-        return self._last_seq
-
-    @property
-    def checkpoint_seq(self) -> int:
-        """The update the newest checkpoint was taken at (0: no checkpoint)."""
-        return self._checkpoint_seq
-
-    @property
-    def epoch(self) -> int:
-        """The newest membership epoch in the log or its checkpoint."""
-        return self._epoch
-
-    def records(self, since_seq: int | None = None) -> Iterator[LogRecord]:
-        """The effective records after ``since_seq`` (default: after the checkpoint), oldest first.
-
-        Raises :class:`DatabaseError` if ``since_seq`` is older than the
-        checkpoint: those records were compacted into it.
-        """
-        since = self._checkpoint_seq if since_seq is None else since_seq
-        if since < self._checkpoint_seq:
-            raise DatabaseError(
-                f"the quorum log no longer holds updates {since + 1}..{self._checkpoint_seq}: they were compacted "
-                f"into checkpoint {self._checkpoint_seq}; load that checkpoint first (catch_up does)"
-            )
-        return iter([r for r in self._effective_records() if r.seq > since])
-
-    def record(self, seq: int) -> LogRecord | None:
-        """The effective record of update ``seq``, if the log holds it."""
-        if seq <= self._checkpoint_seq or seq > self._last_seq:
-            return None
-        return next((r for r in self._effective_records() if r.seq == seq), None)
-
     # ------------------------------------------------------------------ writes
     def append(self, seq: int, epoch: int, ops: Sequence[Op]) -> None:
         """Log update ``seq`` of ``epoch`` durably (fdatasync'd before returning).
@@ -324,27 +254,7 @@ class QuorumLog:
         ``seq`` may repeat or go below ``last_seq + 1``: the new record then
         supersedes the orphans with that number and above (design decision 5).
         """
-        body = validate_ops(ops)
-        for name, number in (("sequence number", seq), ("epoch", epoch)):
-            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_U64:
-                raise InvalidOperation(f"{name} {number!r} is not an integer in 0..2**64-1")
-        if seq <= self._checkpoint_seq:
-            raise DatabaseError(
-                f"update {seq} cannot be logged: the log is checkpointed at update {self._checkpoint_seq}, "
-                "and history before a checkpoint cannot change; this node is confused about the sequence: catch up"
-            )
-        if seq > self._last_seq + 1:
-            raise DatabaseError(
-                f"update {seq} cannot be logged: the log ends at update {self._last_seq}, and a gap would make it "
-                "impossible to replay; log the missing updates first (this node is stale: catch up)"
-            )
-        if epoch < self._epoch:
-            raise DatabaseError(
-                f"update {seq} comes from epoch {epoch}, older than the log's epoch {self._epoch}: "
-                "it was issued by a member of an earlier membership and is refused"
-            )
-        if seq <= self._last_seq:
-            log.info("quorum log: update %d supersedes orphaned record(s) %d..%d", seq, seq, self._last_seq)
+        body = self._check_append(seq, epoch, ops)
         frame = encode_frame(seq, epoch, body)
         try:
             written = os.write(self._fd, frame)
@@ -366,14 +276,8 @@ class QuorumLog:
 
     def checkpoint(self, hive: Hive) -> int:
         """Save the hive as the new checkpoint and compact the log behind it; return its sequence number."""
-        content = hive.content()
+        content = self._check_checkpoint(hive)
         seq = content.last_seq
-        if seq < self._checkpoint_seq:
-            raise DatabaseError(
-                f"the hive is at update {seq}, older than the newest checkpoint ({self._checkpoint_seq}): "
-                "catch it up (catch_up) before taking a checkpoint"
-            )
-        self._refuse_diverged(hive)
         tail = [r for r in self._effective_records() if r.seq > seq]
         self._restart_at(content, tail)
         log.info("quorum log: checkpoint at update %d written, %d later record(s) kept", seq, len(tail))
@@ -409,62 +313,6 @@ class QuorumLog:
         log.info("quorum log: restarted at update %d from a loaded database (%d later record(s) dropped)", seq, dropped)
         return seq
 
-    # ------------------------------------------------------------------ catch-up
-    def diverged(self, hive: Hive) -> bool:
-        """True if the hive's last update is not the one this log holds under that number (it applied an orphan)."""
-        seq = hive.last_seq
-        if seq < self._checkpoint_seq or seq > self._last_seq:
-            return False
-        if seq == self._checkpoint_seq:
-            return hive.last_digest != self._checkpoint.last_digest
-        record = self.record(seq)
-        return record is None or record.digest != hive.last_digest
-
-    def _refuse_diverged(self, hive: Hive) -> None:
-        if self.diverged(hive):
-            raise DivergedHive(
-                f"the hive's update {hive.last_seq} is not the update {hive.last_seq} of the quorum log: this node "
-                "applied an update that the cluster discarded as an orphan (its sender died before anybody else "
-                "had it), so replay cannot repair it; catch up with rebuild_diverged=True (checkpoint + replay) "
-                "or receive the database from a sponsor"
-            )
-
-    def catch_up(self, hive: Hive, *, rebuild_diverged: bool = False) -> int:
-        """Bring a stale hive up to date: newest checkpoint if newer, then replay; return its ``last_seq``.
-
-        A hive that applied an orphan raises :class:`DivergedHive`, unless
-        ``rebuild_diverged``: it is then rebuilt from the checkpoint and the log.
-        """
-        if self.diverged(hive):
-            if not rebuild_diverged:
-                self._refuse_diverged(hive)
-            log.warning(
-                "catch-up: the hive's update %d is an orphan; rebuilding it from checkpoint %d and the log",
-                hive.last_seq, self._checkpoint_seq,
-            )
-            hive.load_snapshot(self._checkpoint_bytes())
-        elif hive.last_seq < self._checkpoint_seq:
-            log.info("catch-up: loading checkpoint %d into the hive at update %d", self._checkpoint_seq, hive.last_seq)
-            hive.load_snapshot(self._checkpoint_bytes())
-        if hive.last_seq > self._last_seq:
-            log.warning("catch-up: the hive (update %d) is ahead of the quorum log (%d)", hive.last_seq, self._last_seq)
-            return hive.last_seq
-        pending = list(self.records(hive.last_seq))
-        for index, record in enumerate(pending):
-            try:
-                hive.apply(record.seq, record.ops, epoch=record.epoch)
-            except InvalidOperation as error:
-                if index < len(pending) - 1:
-                    raise DivergedHive(
-                        f"update {record.seq} of the quorum log does not apply to the hive ({error}) although later "
-                        "updates follow it: the hive and the log disagree; receive the database from a sponsor"
-                    ) from error
-                log.warning("catch-up: skipping update %d, the last in the log: its locker refused it (%s)",
-                            record.seq, error)
-        if pending:
-            log.info("catch-up: replayed %d update(s); the hive is at update %d", len(pending), hive.last_seq)
-        return hive.last_seq
-
     def _checkpoint_bytes(self) -> bytes:
         if self._checkpoint_seq == 0:
             return encode_snapshot(EMPTY_HIVE)
@@ -485,20 +333,5 @@ class QuorumLog:
         return f"QuorumLog({str(self.directory)!r}, checkpoint={self._checkpoint_seq}, last_seq={self._last_seq})"
 
 
-def is_stale(hive: Hive, quorum_log: QuorumLog) -> bool:
-    """The "partition in time" test: must this node catch up before it serves (forms or answers)?
-
-    True when the log or its checkpoint holds an update the hive has not
-    applied (or the hive applied an orphan).  A last record that the hive
-    would refuse (an update its locker refused) does not make the hive stale.
-    """
-    if hive.last_seq < quorum_log.checkpoint_seq or quorum_log.diverged(hive):
-        return True
-    pending = list(quorum_log.records(hive.last_seq)) if hive.last_seq <= quorum_log.last_seq else []
-    if len(pending) != 1:
-        return bool(pending)
-    try:
-        hive.check(pending[0].ops)
-    except InvalidOperation:
-        return False
-    return True
+__all__ = ["FRAME", "CorruptLog", "DivergedHive", "LogRecord", "QuorumLog", "effective", "encode_frame",
+           "is_stale"]

@@ -16,10 +16,11 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from wolfpack.spec import failover, heartbeat, membership, node, resource
+from wolfpack.spec import failover, heartbeat, membership, node, pr_arbitration, resource
 from wolfpack.spec.core import Record, Spec
 from wolfpack.spec.defaults import FailbackPolicy, RestartAction
 from wolfpack.spec.group import make_group_spec
+from wolfpack.spec.persistent_reservation import make_persistent_reservation_spec
 
 Domain = Mapping[str, Sequence[Any]]
 
@@ -41,6 +42,20 @@ HEARTBEAT: Domain = {"me": range(3), "period_ms": range(1, 4), "threshold": rang
 FAILOVER: Domain = {"me": range(3), "preferred": ((-1,) * 6, (0, 1, 2, 1, 2, 0), (2, -1, -1, 0, 1, -1))}
 
 MEMBERSHIP: Domain = {"me": range(3), "kind": (0, 1), "stage_ms": range(1, 4), "max_rounds": range(1, 4)}
+
+#: a target with PREEMPT AND ABORT, and one without (tgt); tested for 2 nodes, as in the composed proof
+#: (every command step evaluates every command's effect: 3 nodes cost twice the time for nothing new)
+PERSISTENT_RESERVATION: Domain = {"abort_supported": (True, False)}
+
+#: the timings only go into timers (no guard reads them): small values
+PR_ARBITRATION: Domain = {"me": range(3), "renew_period_ms": range(1, 11), "challenge_wait_ms": range(1, 31),
+                          "reserve_timeout_ms": range(1, 6)}
+
+
+#: seeded random walks per machine in ``test_random_walks_reach_every_state`` (default 300): the persistent
+#: reservation has two states, and a walk of it costs about 25 times a resource's (every command's effect is
+#: evaluated at every step), so 20 walks show both states reached (each is, hundreds of times)
+WALKS: Mapping[str, int] = {"persistent_reservation": 20}
 
 
 @cache
@@ -93,6 +108,8 @@ def machines() -> dict[str, tuple[Spec, Domain]]:
         "heartbeat": (heartbeat.SPEC, HEARTBEAT),
         "membership": (membership.SPEC, MEMBERSHIP),
         "failover": (failover.SPEC, FAILOVER),
+        "persistent_reservation": (make_persistent_reservation_spec(2), PERSISTENT_RESERVATION),
+        "pr_arbitration": (pr_arbitration.SPEC, PR_ARBITRATION),
     }
     for n in GROUP_SIZES:
         out[f"group{n}"] = (make_group_spec(n), group(n))

@@ -15,9 +15,10 @@ import pytest
 from generated import machine_test, random_walks
 from hypothesis import settings
 
-from wolfpack.spec import failover, heartbeat, membership, node, resource
+from wolfpack.spec import failover, heartbeat, membership, node, pr_arbitration, resource
 from wolfpack.spec.core import Spec
 from wolfpack.spec.group import make_group_spec
+from wolfpack.spec.persistent_reservation import make_persistent_reservation_spec
 
 
 def _test_case(spec: Spec, domain: domains.Domain) -> type[unittest.TestCase]:
@@ -35,14 +36,17 @@ TestGroup4 = _test_case(make_group_spec(4), domains.group(4))
 TestHeartbeat = _test_case(heartbeat.SPEC, domains.HEARTBEAT)
 TestMembership = _test_case(membership.SPEC, domains.MEMBERSHIP)
 TestFailover = _test_case(failover.SPEC, domains.FAILOVER)
+TestPersistentReservation = _test_case(make_persistent_reservation_spec(2), domains.PERSISTENT_RESERVATION)
+TestPrArbitration = _test_case(pr_arbitration.SPEC, domains.PR_ARBITRATION)
 
 
 @pytest.mark.parametrize("name", sorted(domains.machines()))
 def test_random_walks_reach_every_state(name: str) -> None:
     spec, domain = domains.machines()[name]
-    visits = random_walks(spec, lambda rng: domains.random_record(spec, domain, rng), walks=300, steps=50, seed=2)
+    walks = domains.WALKS.get(name, 300)
+    visits = random_walks(spec, lambda rng: domains.random_record(spec, domain, rng), walks=walks, steps=50, seed=2)
     missed = [s for s, count in visits.items() if count == 0]
-    assert not missed, f"{name}: 300 seeded random walks never reached {missed}; visits: {visits}"
+    assert not missed, f"{name}: {walks} seeded random walks never reached {missed}; visits: {visits}"
 
 
 def test_group_domains_hold_every_dag() -> None:
