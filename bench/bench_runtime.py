@@ -1,13 +1,15 @@
 """Figures of the runtime on lab nodes: three wolfpackd in network namespaces (root), or on loopback.
 
     sudo .venv/bin/python bench/bench_runtime.py failover --trials 20
+    sudo .venv/bin/python bench/bench_runtime.py failover --trials 20 --disk    # quorum disk (tgtd), SCSI-3
     sudo .venv/bin/python bench/bench_runtime.py updates --seconds 10
     sudo .venv/bin/python bench/bench_runtime.py idle --seconds 60
     sudo .venv/bin/python bench/bench_runtime.py saturated --seconds 600
 
 ``failover``: kill -9 of the group's owner, then from the survivors' transition logs: the time to the first
 suspicion, to the new membership, and to the group Online on another node (p50, p99, max); the killed node is
-started again between trials.  ``updates``: durable global updates per second committed on 3 nodes (every one
+started again between trials.  With ``--disk`` the nodes use disk quorum on a tgtd LUN (on the test network's
+switch namespace) and the time to a survivor winning the quorum disk is reported too.  ``updates``: durable global updates per second committed on 3 nodes (every one
 fsync'd to each node's quorum log and committed to its hive), submitted by concurrent clients on every node.
 ``idle``: CPU and RSS of each node's daemon and resource monitor with one group online.  ``saturated``: both
 cores busy with spinning processes for the given time; counts false suspicions (a node suspected while it runs).
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from netns import Network, formed
 
+from wolfpack.hw.tgtd import Tgtd
 from wolfpack.runtime.daemon.lab import LabCluster
 
 SETTINGS = {"monitor.looks_alive_ms": 500, "monitor.is_alive_ms": 5000}
@@ -48,13 +51,20 @@ def summary(name: str, values: list[float]) -> str:
 
 
 @contextlib.contextmanager
-def cluster(loopback: bool, extra: dict[str, str] | None = None) -> Any:
+def cluster(loopback: bool, extra: dict[str, str] | None = None, disk: bool = False) -> Any:
     root = Path(tempfile.mkdtemp(prefix="wolfpack-bench-"))
     network = None if loopback else Network(3, tag=f"wb{os.getpid() % 10000}")
+    target = None
     try:
         hosts = ["127.0.0.1"] * 3 if network is None else [network.address(i) for i in range(3)]
         prefixes = [] if network is None else [network.prefix(i) for i in range(3)]
-        settings = {**SETTINGS, **(extra or {})}
+        settings: dict[str, Any] = {**SETTINGS}
+        if disk:
+            target = Tgtd(root / "tgt") if network is None else Tgtd(
+                root / "tgt", host=network.switch_address(), prefix=["ip", "netns", "exec", network.switch])
+            target.start()
+            settings.update({"cluster.quorum": "disk", "cluster.quorum_disk": target.url})
+        settings.update(extra or {})
         with LabCluster(root, hosts, loopback=network is None, prefixes=prefixes, settings=settings) as lab:
             lab.start_all()
             for i in range(3):
@@ -63,6 +73,8 @@ def cluster(loopback: bool, extra: dict[str, str] | None = None) -> Any:
             yield lab
             lab.stop_all()
     finally:
+        if target is not None:
+            target.stop()
         if network is not None:
             network.close()
 
@@ -82,8 +94,8 @@ def first(records: list[dict[str, Any]], since: int, match: Any) -> int | None:
 
 
 def failover(args: argparse.Namespace) -> None:
-    suspected, installed, online, observed = [], [], [], []
-    with cluster(args.loopback, args.set) as lab:
+    suspected, installed, online, observed, won = [], [], [], [], []
+    with cluster(args.loopback, args.set, args.disk) as lab:
         group_online(lab, 0)
         for trial in range(args.trials):
             owner = int(lab.group(0 if lab.nodes[0].running else 1, "web")["owner"])
@@ -100,16 +112,21 @@ def failover(args: argparse.Namespace) -> None:
             m = first(records, killed, lambda r: r["machine"] == "membership" and r["dest"] == "Stable"
                       and r["source"] != "Stable")
             o = first(records, killed, lambda r: r["machine"].startswith("group") and r["dest"] == "Online")
-            for series, value in ((suspected, s), (installed, m), (online, o)):
+            d = first(records, killed, lambda r: r["machine"] == "arbitration"
+                      and any(e.get("name") == "won" for e in r.get("effects", [])))
+            for series, value in ((suspected, s), (installed, m), (online, o), (won, d)):
                 if value is not None:
                     series.append(float(value))
-            print(f"trial {trial + 1:2d}: node {owner} killed; suspected after {s} ms, membership after {m} ms, "
-                  f"web online after {o} ms (client saw it after {observed[-1]:.0f} ms)", flush=True)
+            disk_text = f"quorum disk won after {d} ms, " if args.disk else ""
+            print(f"trial {trial + 1:2d}: node {owner} killed; suspected after {s} ms, {disk_text}membership after "
+                  f"{m} ms, web online after {o} ms (client saw it after {observed[-1]:.0f} ms)", flush=True)
             lab.start(owner)
             lab.wait_api(owner)
             formed(lab, [0, 1, 2], 60)
     print()
     print(summary("kill -> suspicion", suspected))
+    if won:
+        print(summary("kill -> a survivor owns the disk", won))
     print(summary("kill -> new membership", installed))
     print(summary("kill -> group online elsewhere", online))
     print(summary("kill -> online, as a client polls", observed))
@@ -197,6 +214,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--disk", action="store_true", help="disk quorum on a private tgtd LUN (SCSI-3 arbitration)")
     p.add_argument("--loopback", action="store_true", help="run on 127.0.0.1 (no root) instead of namespaces")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a setting for every node, e.g. timing.takeover_wait_ms=400 (checked like the daemon does)")

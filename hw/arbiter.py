@@ -105,75 +105,41 @@ class AsyncioScheduler:
         future.add_done_callback(lambda f: done(None, f.exception()) if f.exception() else done(f.result(), None))
 
 
-class Arbiter:
-    """One node's arbitration: ``machine`` (a SCSI-2 or SCSI-3 arbitration machine) driving ``disk``."""
+class DiskCommands:
+    """Runs an arbitration machine's ``command`` effects on a :class:`Disk`, one at a time and in order, and gives
+    each outcome back as the machine's event through ``answer``; the answer of a command the machine stopped
+    waiting for (a newer command was sent since, or :meth:`forget` was called) is dropped.  Used by
+    :class:`Arbiter` and by the daemon, whose node runs the machine itself."""
 
-    def __init__(self, machine: LiveMachine, disk: Disk, scheduler: Scheduler, *, cluster: str = "wolfpack",
-                 on_report: Report | None = None, jitter_ms: int = 0) -> None:
-        self.machine, self.disk, self.scheduler, self.cluster = machine, disk, scheduler, cluster
-        self.on_report = on_report or (lambda name, args: None)
-        self.timers: dict[str, Handle] = {}
+    def __init__(self, disk: Disk, scheduler: Scheduler, answer: Report, *, me: int, scsi3: bool,
+                 cluster: str = "wolfpack") -> None:
+        self.disk, self.scheduler, self.answer = disk, scheduler, answer
+        self.me, self.scsi3, self.cluster = me, scsi3, cluster
+        self.key = pr_key(cluster, me)
         self.sent = 0  # number of the newest command; older answers are dropped
-        rec = machine.record
-        self.me: int = rec.me
-        self.key = pr_key(cluster, self.me)
-        self.fencing_bound_ms = rec.renew_period_ms + jitter_ms + 3 * rec.reserve_timeout_ms
-        self.degraded = False
 
-    def feed(self, event: str, **args: Any) -> None:
-        for effect in self.machine.step(event, **args):
-            self._carry_out(effect)
-
-    def crash(self) -> None:
-        """The node dies (tests, benchmarks): its machine forgets everything, none of its timers fires, and
-        answers of its commands still in flight are ignored; what it did to the disk stays."""
-        self.feed("crash")
-        for name in list(self.timers):
-            self._cancel(name)
-
-    def _carry_out(self, effect: Emitted) -> None:
-        if effect.kind == "start_timer":
-            self._cancel(effect.name)
-            name = effect.name
-            self.timers[name] = self.scheduler.call_later(int(effect.args["ms"]), lambda: self._fire(name))
-        elif effect.kind == "cancel_timer":
-            self._cancel(effect.name)
-        elif effect.kind == "command":
-            self._command(effect.name, dict(effect.args))
-        elif effect.kind == "report":
-            if effect.name == "degraded":
-                self.degraded = True
-            log.log(logging.WARNING if effect.name in ("lost_quorum", "degraded") else logging.INFO,
-                    "node %d arbitration on %s: %s", self.me, self.disk.name, effect.name)
-            self.on_report(effect.name, dict(effect.args))
-
-    def _cancel(self, name: str) -> None:
-        handle = self.timers.pop(name, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _fire(self, name: str) -> None:
-        self.timers.pop(name, None)
-        self.feed(name)
-
-    def _command(self, name: str, args: dict[str, Any]) -> None:
+    def send(self, name: str, args: dict[str, Any]) -> None:
         self.sent += 1
         number = self.sent
-        self.scheduler.run(lambda: self._execute(name, args), lambda result, error: self._answer(number, result,
-                                                                                               error, name))
+        self.scheduler.run(lambda: self.execute(name, args),
+                           lambda result, error: self._answered(number, result, error, name))
 
-    def _answer(self, number: int, answer: tuple[str, dict[str, Any]] | None, error: BaseException | None,
-                name: str) -> None:
+    def forget(self) -> None:
+        """Answers of the commands in flight are not wanted any more (the node died or its machine was rebuilt)."""
+        self.sent += 1
+
+    def _answered(self, number: int, answer: tuple[str, dict[str, Any]] | None, error: BaseException | None,
+                  name: str) -> None:
         if error is not None:  # a bug in the shell, never a device answer: fail safe
             log.error("node %d: %s raised %r; treated as a failed command", self.me, name, error)
-            answer = ("reserve_failed", {}) if self.machine.spec.name == "arbitration" else ("failed", {})
+            answer = ("failed", {}) if self.scsi3 else ("reserve_failed", {})
         if answer is None or number != self.sent:
             return
-        self.feed(answer[0], **answer[1])
+        self.answer(answer[0], answer[1])
 
-    def _execute(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    def execute(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         """Run one command on the disk (in the worker); the machine's event for its outcome."""
-        disk, scsi3 = self.disk, self.machine.spec.name == "pr_arbitration"
+        disk, scsi3 = self.disk, self.scsi3
         try:
             if name == "reset":
                 disk.reset(ResetLevel.LUN)
@@ -223,3 +189,57 @@ class Arbiter:
             disk.preempt(key, pr_key(self.cluster, int(args["victim"])), abort=bool(args["abort"]))
             return ("preempt_ok", {})
         raise ValueError(f"the arbiter does not know the command {name!r}")
+
+
+class Arbiter:
+    """One node's arbitration: ``machine`` (a SCSI-2 or SCSI-3 arbitration machine) driving ``disk``."""
+
+    def __init__(self, machine: LiveMachine, disk: Disk, scheduler: Scheduler, *, cluster: str = "wolfpack",
+                 on_report: Report | None = None, jitter_ms: int = 0) -> None:
+        self.machine, self.disk, self.scheduler, self.cluster = machine, disk, scheduler, cluster
+        self.on_report = on_report or (lambda name, args: None)
+        self.timers: dict[str, Handle] = {}
+        rec = machine.record
+        self.me: int = rec.me
+        self.commands = DiskCommands(disk, scheduler, lambda event, args: self.feed(event, **args), me=self.me,
+                                     scsi3=machine.spec.name == "pr_arbitration", cluster=cluster)
+        self.key = self.commands.key
+        self.fencing_bound_ms = rec.renew_period_ms + jitter_ms + 3 * rec.reserve_timeout_ms
+        self.degraded = False
+
+    def feed(self, event: str, **args: Any) -> None:
+        for effect in self.machine.step(event, **args):
+            self._carry_out(effect)
+
+    def crash(self) -> None:
+        """The node dies (tests, benchmarks): its machine forgets everything, none of its timers fires, and
+        answers of its commands still in flight are ignored; what it did to the disk stays."""
+        self.feed("crash")
+        for name in list(self.timers):
+            self._cancel(name)
+        self.commands.forget()
+
+    def _carry_out(self, effect: Emitted) -> None:
+        if effect.kind == "start_timer":
+            self._cancel(effect.name)
+            name = effect.name
+            self.timers[name] = self.scheduler.call_later(int(effect.args["ms"]), lambda: self._fire(name))
+        elif effect.kind == "cancel_timer":
+            self._cancel(effect.name)
+        elif effect.kind == "command":
+            self.commands.send(effect.name, dict(effect.args))
+        elif effect.kind == "report":
+            if effect.name == "degraded":
+                self.degraded = True
+            log.log(logging.WARNING if effect.name in ("lost_quorum", "degraded") else logging.INFO,
+                    "node %d arbitration on %s: %s", self.me, self.disk.name, effect.name)
+            self.on_report(effect.name, dict(effect.args))
+
+    def _cancel(self, name: str) -> None:
+        handle = self.timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _fire(self, name: str) -> None:
+        self.timers.pop(name, None)
+        self.feed(name)

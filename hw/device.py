@@ -183,6 +183,22 @@ def open_transport(url: str, *, initiator: str = "iqn.2026-01.org.wolfpack:node"
     raise ConfigError(f"unknown disk URL {url!r}: use memory://NAME, iscsi://HOST:PORT/IQN/LUN or sg:///dev/sgN")
 
 
+def shared_disk_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as the name of a disk that several nodes (processes, machines) share."""
+    parsed = urlparse(url)
+    if parsed.scheme == "memory":
+        return ("names an in-memory disk, which exists inside one process only; the nodes need a disk they all "
+                "reach: use iscsi://HOST:PORT/TARGET-IQN/LUN or sg:///dev/sgN")
+    if parsed.scheme == "iscsi":
+        target, _, number = parsed.path.strip("/").rpartition("/")
+        if not parsed.hostname or not target or not number.isdigit():
+            return "is not an iSCSI disk URL; write iscsi://HOST:PORT/TARGET-IQN/LUN, e.g. iscsi://10.0.0.9:3260/iqn.2026-01.lab:quorum/1"
+        return None
+    if parsed.scheme == "sg":
+        return None if parsed.path.startswith("/dev/") else "is not a device path; write sg:///dev/sgN"
+    return "is not a disk URL: use iscsi://HOST:PORT/TARGET-IQN/LUN or sg:///dev/sgN"
+
+
 def open_device(url: str, *, initiator: str = "iqn.2026-01.org.wolfpack:node", timeout_ms: int = 5_000) -> Disk:
     """A :class:`Disk` on a new I_T nexus to the disk ``url`` names."""
     return Disk(open_transport(url, initiator=initiator, timeout_ms=timeout_ms), timeout_ms=timeout_ms)

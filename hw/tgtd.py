@@ -45,11 +45,17 @@ def _free_port() -> int:
 
 
 class Tgtd:
-    """One tgtd process serving ``TARGET_IQN`` LUN 1 (``size_mb`` MiB, a sparse file in ``workdir``)."""
+    """One tgtd process serving ``TARGET_IQN`` LUN 1 (``size_mb`` MiB, a sparse file in ``workdir``).
 
-    def __init__(self, workdir: Path, *, size_mb: int = 64) -> None:
+    By default on 127.0.0.1 at a free port; ``host`` and ``prefix`` put it elsewhere, e.g. on a test
+    network namespace's address (``prefix=["ip", "netns", "exec", NS]``, port 3260)."""
+
+    def __init__(self, workdir: Path, *, size_mb: int = 64, host: str = "127.0.0.1",
+                 prefix: list[str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.size_mb = size_mb
+        self.host = host
+        self.prefix = list(prefix or [])
         self.port = 0
         self.control = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -57,7 +63,7 @@ class Tgtd:
 
     @property
     def portal(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -89,10 +95,10 @@ class Tgtd:
         image = self.workdir / "lun1.img"
         with open(image, "wb") as f:
             f.truncate(self.size_mb << 20)
-        self.port = _free_port()
+        self.port = _free_port() if not self.prefix else 3260  # a namespace of its own has the port free
         self.control = random.randrange(1_000, 32_000)  # tgtd takes -C up to 32767
         log = open(self.workdir / "tgtd.log", "wb")  # noqa: SIM115 - tgtd writes it until killed
-        self.process = subprocess.Popen(["tgtd", "-f", "-C", str(self.control), "--iscsi",
+        self.process = subprocess.Popen([*self.prefix, "tgtd", "-f", "-C", str(self.control), "--iscsi",
                                          f"portal={self.portal}"], stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         log.close()

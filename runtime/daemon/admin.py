@@ -370,7 +370,16 @@ def local_status(s: Service) -> dict[str, Any]:
                                          "members": [k for k, x in enumerate(membership.members) if x]},
             "gum": {"state": m["gum"].state, "last_seq": int(gum.last_seq), "locker": int(gum.locker)},
             "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s),
-            "transport": s.peers.stats.as_dict() if s.peers is not None else {}}
+            "transport": s.peers.stats.as_dict() if s.peers is not None else {}, "quorum_disk": _quorum_disk(s)}
+
+
+def _quorum_disk(s: Service) -> dict[str, Any]:
+    """The arbitration machine and the quorum log on the disk (empty under Majority Node Set)."""
+    live, disk = s.node.machines.get("arbitration"), s.quorum_disk
+    if live is None or disk is None:
+        return {}
+    return {"disk": str(s.config["cluster.quorum_disk"]), "arbitration": live.state, "owner": disk.owner,
+            "log_last_seq": disk.log.last_seq if disk.log is not None and disk.owner else None}
 
 
 def _group_state(live: Any) -> str:

@@ -14,7 +14,9 @@ The file::
     [cluster]
     name = "lab"                       # every node of a cluster has the same name, key and node list
     key_file = "/etc/wolfpack/cluster.key"   # or: key = "<64 hex digits>"
-    quorum = "mns"                     # Majority Node Set (disk quorum: the hw layer)
+    quorum = "mns"                     # Majority Node Set, or "disk": a shared quorum disk
+    # quorum_disk = "iscsi://10.0.0.9:3260/iqn.2026-01.lab:quorum/1"   # with quorum = "disk"
+    # arbitration = "scsi3"            # persistent reservations (or "scsi2": MSCS reserve/reset)
 
     [node]
     id = 0                             # which of [[nodes]] this is
@@ -48,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from wolfpack.errors import ConfigError
+from wolfpack.hw.device import shared_disk_problem
 from wolfpack.proofs import timing
-from wolfpack.runtime.node.layout import QUORUMS
+from wolfpack.runtime.node.layout import ARBITRATIONS, QUORUMS
 from wolfpack.spec import defaults as d
 
 ENV_PREFIX = "WOLFPACK_"
@@ -98,6 +101,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cluster", "key", str, "", "the cluster key, 64 hex digits (or key_file)"),
     Setting("cluster", "key_file", str, "", "a file holding the cluster key (hex)"),
     Setting("cluster", "quorum", str, "mns", "quorum: mns (Majority Node Set) or disk", check=_quorum),
+    Setting("cluster", "quorum_disk", str, "", "the shared quorum disk when quorum = \"disk\" (every node the "
+            "same): iscsi://HOST:PORT/TARGET-IQN/LUN or sg:///dev/sgN; the quorum log lives on it from block 0"),
+    Setting("cluster", "arbitration", str, "scsi3", "how nodes arbitrate for the quorum disk: scsi3 (persistent "
+            "reservations, the owner fences the others) or scsi2 (MSCS reserve, reset and challenge)",
+            check=lambda v: None if v in ARBITRATIONS else f"must be one of {', '.join(ARBITRATIONS)}"),
     Setting("cluster", "max_groups", int, 16, "group slots of the failover manager", check=_positive),
     Setting("node", "id", int, None, "this node's id, one of [[nodes]]"),
     Setting("node", "data_dir", str, None, "the node's database, quorum log, state and logs"),
@@ -105,6 +113,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node", "log_level", str, "info", "debug, info, warning or error",
             check=lambda v: None if v in ("debug", "info", "warning", "error") else
             "must be debug, info, warning or error"),
+    Setting("node", "initiator", str, "", "this node's iSCSI initiator name for the quorum disk (default: "
+            "iqn.2026-01.org.wolfpack:CLUSTER.nodeID)"),
     Setting("node", "join", bool, True, "join the cluster at start (false: wait for `wolfpack node join`)"),
     Setting("node", "rejoin_after_ms", int, 2000, "after the node halted (left out of a membership, quorum "
             "lost), start its cluster role again this much later, as a service manager restarts a failed "
@@ -173,6 +183,13 @@ class NodeConfig:
     def admin_socket(self) -> Path | None:
         value = str(self.values["admin.socket"])
         return None if value == "none" else Path(value) if value else self.run_dir / "admin.sock"
+
+    @property
+    def initiator(self) -> str:
+        """This node's iSCSI initiator name (its I_T nexus to the quorum disk)."""
+        name = str(self.values["cluster.name"]).lower()
+        cleaned = "".join(c if c.isalnum() or c in ".-" else "-" for c in name) or "cluster"
+        return str(self.values["node.initiator"]) or f"iqn.2026-01.org.wolfpack:{cleaned}.node{self.node_id}"
 
     @property
     def timing(self) -> dict[str, int]:
@@ -347,6 +364,13 @@ def load(path: Path | None, *, environ: Mapping[str, str] | None = None,
     if values["cluster.quorum"] == "mns" and len(nodes) == 2:
         problems.append("Majority Node Set quorum needs 3 or more nodes: with 2, losing either one stops the "
                         "cluster. Add a node, or use quorum = \"disk\"")
+    if values["cluster.quorum"] == "disk":
+        disk = str(values["cluster.quorum_disk"] or "")
+        why = shared_disk_problem(disk) if disk else "is missing"
+        if why:
+            problems.append(f"cluster.quorum_disk {disk!r} {why} (quorum = \"disk\" needs the quorum disk's URL)"
+                            if disk else "quorum = \"disk\" needs cluster.quorum_disk, the shared disk's URL "
+                            "(iscsi://HOST:PORT/TARGET-IQN/LUN or sg:///dev/sgN)")
     violated = timing.check({v.name: values[f"timing.{v.name}"] for v in timing.VARIABLES})
     problems += [f"timing obligation violated: {v}" for v in violated]
     if problems:

@@ -50,6 +50,17 @@ STATE_FILE_FIELDS = {"membership": DURABLE["membership"],
 
 Send = Callable[[int, Message], object]
 
+#: what the arbitration machine's reports mean to the operator
+ARBITRATION_NEWS = {
+    "won": (logging.INFO, "this node won the quorum disk (it owns it and renews its reservation)"),
+    "lost_quorum": (logging.WARNING, "this node lost its reservation or could not renew it in time: it stops every "
+                    "resource now (self-fencing) and rejoins later"),
+    "released": (logging.INFO, "this node released the quorum disk"),
+    "degraded": (logging.WARNING, "the target refuses PREEMPT AND ABORT (reason %s); fencing uses PREEMPT, so "
+                 "writes a fenced node had queued are not aborted"),
+    "fenced": (logging.WARNING, "node %s was fenced: its registration on the quorum disk was preempted"),
+}
+
 
 @dataclass
 class Timer:
@@ -93,7 +104,8 @@ class DaemonNode(MachineHost):
         """Fresh protocol machines with what the node keeps on disk, and one group machine per group."""
         timing = self.config.timing
         self.machines = protocol_machines(self.node_id, self.n, self.slots, self.quorum, heartbeat=False,
-                                          timing=timing, failover={"wanted": (NO_GROUP,) * self.slots})
+                                          timing=timing, failover={"wanted": (NO_GROUP,) * self.slots},
+                                          arbitration=str(self.config["cluster.arbitration"]))
         kept = dict(self.state.fields)
         kept.setdefault("gum", {})["last_seq"] = self.database.hive.last_seq
         for name, fields in DURABLE.items():  # the failover manager's owners come from the hive's events below
@@ -183,6 +195,9 @@ class DaemonNode(MachineHost):
             self.feed(key[0], key[1])
 
     def route(self, machine: str, report: Emitted) -> Routed:
+        if machine == "arbitration" and report.name in ARBITRATION_NEWS:
+            level, text = ARBITRATION_NEWS[report.name]
+            log.log(level, "quorum disk: " + text, *report.args.values())
         self.reports.append(report.name)
         del self.reports[:-64]
         return self.app.route(machine, report)

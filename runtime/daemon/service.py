@@ -29,6 +29,7 @@ from wolfpack.runtime.daemon import catalog, operations
 from wolfpack.runtime.daemon.config import NodeConfig
 from wolfpack.runtime.daemon.node import DaemonNode
 from wolfpack.runtime.daemon.operations import AdminError
+from wolfpack.runtime.daemon.quorum_disk import QuorumDisk
 from wolfpack.runtime.daemon.resources import ResourceBridge
 from wolfpack.runtime.daemon.rpc import Rpc
 from wolfpack.runtime.daemon.store import HiveDatabase, NodeState
@@ -40,6 +41,7 @@ from wolfpack.runtime.heartbeat import HeartbeatTimer
 from wolfpack.runtime.node.app import Hooks, Update, group_machine_name, resource_machine_name
 from wolfpack.runtime.transport.messages import Message
 from wolfpack.runtime.transport.peers import PeerManager
+from wolfpack.spec.core import Emitted
 
 log = logging.getLogger("wolfpack.service")
 
@@ -64,6 +66,7 @@ class Service:
         self._halted_at: float | None = None
         self._booting: int | None = None  # the boot waiting to hear a majority's heartbeats
         self._told_waiting = False
+        self.quorum_disk: QuorumDisk | None = None
 
     # -- assembly -----------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -78,15 +81,24 @@ class Service:
 
     def _build_node(self) -> None:
         hooks = Hooks(drive=lambda machine, entry: self.bridge.drive(machine, entry),
-                      device=lambda effect: log.error("no quorum disk is configured; %s ignored", effect.name),
+                      device=self._disk_command,
+                      disk_won=lambda: self.quorum_disk.won() if self.quorum_disk else None,
                       load_database=lambda sponsor: self.transfer.load(sponsor),
                       ended=self._update_ended,
                       defer=lambda fn, what: self.node.post(fn))
         database = HiveDatabase(self.hive, self.quorum_log, self.config.n,
                                 lambda: int(self.node.machines["membership"].record.epoch),
-                                on_groups_changed=lambda names: self.node.post(lambda: self._relayout(names)))
+                                on_groups_changed=lambda names: self.node.post(lambda: self._relayout(names)),
+                                log_first=lambda seq, epoch, ops: self.quorum_disk.append(seq, epoch, ops)
+                                if self.quorum_disk else None)
         self.node = DaemonNode(self.config, database, self.state, self.trace, self._send, hooks)
         self.transfer = Transfer(self.node, self._send, on_loaded=self._relayout_all)
+
+    def _disk_command(self, effect: Emitted) -> None:
+        if self.quorum_disk is None:
+            log.error("no quorum disk is configured; the arbitration machine's %s is ignored", effect.name)
+            return
+        self.quorum_disk.command(effect)
 
     def _spawn(self, coro: Any) -> None:
         assert self._tasks is not None
@@ -278,6 +290,8 @@ class Service:
             raise AdminError(f"node {self.me} is in the cluster already", 409)
         for timer in list(self.node.timers):
             self.node.cancel_timer(timer)
+        if self.quorum_disk is not None:
+            self.quorum_disk.forget()
         self.node.build()
         for info in catalog.groups(self.hive).values():
             self._bind_group(info)
@@ -288,6 +302,8 @@ class Service:
         starts again after ``node.rejoin_after_ms`` (a node left out when it started, or cut off, comes back)."""
         self._stop_heartbeat()
         self._booting = None
+        if self.quorum_disk is not None:
+            self.quorum_disk.owner = False  # it logs nothing more (the arbitration machine releases the disk)
         delay = int(self.config["node.rejoin_after_ms"])
         if delay > 0:
             loop = asyncio.get_running_loop()
@@ -332,13 +348,19 @@ class Service:
                 loop.add_signal_handler(sig, self.stop)
         async with AsyncExitStack() as stack:
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
-            self.bridge = ResourceBridge(self.config.run_dir, self.node.post, self.node.feed, spawn=self._spawn)
+            node_env = {"WOLFPACK_NODE_ID": str(self.me), "WOLFPACK_CLUSTER_NAME": str(self.config["cluster.name"]),
+                        "WOLFPACK_INITIATOR": self.config.initiator}
+            self.bridge = ResourceBridge(self.config.run_dir, self.node.post, self.node.feed, spawn=self._spawn,
+                                         env=node_env)
             self.rpc = Rpc(self._send, self._rpc_handlers(), self._spawn)
             cfg = self.config
             self.peers = await stack.enter_async_context(PeerManager(
                 self.me, str(cfg["cluster.name"]), cfg.key, listen=cfg.me.address,
                 peers={e.id: e.address for e in cfg.nodes if e.id != self.me}, on_message=self._on_message))
             stack.callback(self._stop_heartbeat)
+            if cfg["cluster.quorum"] == "disk":
+                self.quorum_disk = QuorumDisk(cfg, self.node, self.quorum_log, self._relayout_all)
+                stack.callback(self.quorum_disk.close)
             await self.bridge.start()
             stack.push_async_callback(self.bridge.shutdown)
             self.node.on_group_offline = self._after_offline

@@ -26,7 +26,7 @@ from wolfpack.runtime.daemon import catalog
 from wolfpack.runtime.db.checkpoint import write_atomic
 from wolfpack.runtime.db.hive import Hive
 from wolfpack.runtime.db.quorum_log import QuorumLog
-from wolfpack.runtime.db.updates import InvalidOperation, validate_ops
+from wolfpack.runtime.db.updates import InvalidOperation, Op, validate_ops
 from wolfpack.runtime.node.app import FailoverEvent, Update
 
 log = logging.getLogger("wolfpack.store")
@@ -37,12 +37,16 @@ CHECKPOINT_EVERY = 1000
 
 class HiveDatabase:
     def __init__(self, hive: Hive, quorum_log: QuorumLog, n: int, epoch: Callable[[], int],
-                 on_groups_changed: Callable[[set[str]], None] | None = None) -> None:
+                 on_groups_changed: Callable[[set[str]], None] | None = None,
+                 log_first: Callable[[int, int, list[Op]], None] | None = None) -> None:
         self.hive = hive
         self.quorum_log = quorum_log
         self.n = n
         self._epoch = epoch
         self._on_groups_changed = on_groups_changed or (lambda names: None)
+        #: where an update is logged before the local quorum log (the quorum disk's log, if this node owns it);
+        #: raises DatabaseError if it cannot be
+        self.log_first = log_first or (lambda seq, epoch, ops: None)
 
     def encode(self, changes: Update) -> Update:
         return catalog.encode(changes)
@@ -53,8 +57,10 @@ class HiveDatabase:
             self.hive.check(ops)
         except InvalidOperation as exc:
             return f"update {seq} does not fit the cluster database: {exc}"
+        epoch = max(self._epoch(), self.quorum_log.epoch)
         try:
-            self.quorum_log.append(seq, max(self._epoch(), self.quorum_log.epoch), ops)
+            self.log_first(seq, epoch, ops)
+            self.quorum_log.append(seq, epoch, ops)
         except DatabaseError as exc:
             return str(exc)
         return None

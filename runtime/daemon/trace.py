@@ -82,6 +82,8 @@ def _size(spec: Spec) -> dict[str, int]:
             sizes["groups"] = f.length
         if f.name == "res" and f.length is not None:
             sizes["resources"] = f.length
+        if f.name == "me" and f.hi is not None:  # machines without a per-node vector (arbitration)
+            sizes.setdefault("n", int(f.hi) + 1)
     return sizes
 
 
@@ -93,6 +95,7 @@ def spec_of(name: str, size: Mapping[str, int]) -> Spec:
     from wolfpack.spec.gum import make_gum_spec
     from wolfpack.spec.heartbeat import make_heartbeat_spec
     from wolfpack.spec.membership import make_membership_spec
+    from wolfpack.spec.pr_arbitration import make_pr_arbitration_spec
     from wolfpack.spec.resource import SPEC as RESOURCE
 
     factories = {
@@ -100,6 +103,7 @@ def spec_of(name: str, size: Mapping[str, int]) -> Spec:
         "failover": lambda: make_failover_spec(size["n"], size["groups"]),
         "membership": lambda: make_membership_spec(size["n"]), "gum": lambda: make_gum_spec(size["n"]),
         "heartbeat": lambda: make_heartbeat_spec(size["n"]), "arbitration": lambda: make_arbitration_spec(size["n"]),
+        "pr_arbitration": lambda: make_pr_arbitration_spec(size["n"]),
     }
     if name not in factories:
         raise WolfpackError(f"the trace names a spec {name!r} that Wolfpack does not have")

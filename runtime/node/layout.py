@@ -23,6 +23,7 @@ from wolfpack.spec.group import make_group_spec
 from wolfpack.spec.gum import make_gum_spec
 from wolfpack.spec.heartbeat import make_heartbeat_spec
 from wolfpack.spec.membership import make_membership_spec
+from wolfpack.spec.pr_arbitration import make_pr_arbitration_spec
 from wolfpack.spec.quorum import QuorumKind
 from wolfpack.spec.resource import SPEC as RESOURCE_SPEC
 
@@ -56,8 +57,12 @@ TIMING_DEFAULTS: Mapping[str, int] = {
     "takeover_wait_ms": d.TAKEOVER_WAIT_MS, "disk_regroup_window_ms": d.DISK_REGROUP_WINDOW_MS,
     "disk_takeover_wait_ms": d.DISK_TAKEOVER_WAIT_MS, "pending_timeout_ms": d.PENDING_TIMEOUT_MS,
     "restart_delay_ms": d.RESTART_DELAY_MS, "restart_threshold": d.RESTART_THRESHOLD,
-    "restart_period_ms": d.RESTART_PERIOD_MS,
+    "restart_period_ms": d.RESTART_PERIOD_MS, "renew_period_ms": d.RENEW_PERIOD_MS,
+    "challenge_wait_ms": d.CHALLENGE_WAIT_MS, "reserve_timeout_ms": d.RESERVE_TIMEOUT_MS,
 }
+
+#: how nodes arbitrate for the quorum disk: MSCS's SCSI-2 challenge/defense, or SCSI-3 persistent reservations
+ARBITRATIONS = ("scsi2", "scsi3")
 
 
 def takeover_wait_ms(quorum: str, timing: Mapping[str, int] = TIMING_DEFAULTS) -> int:
@@ -74,11 +79,14 @@ def membership_values(quorum: str, timing: Mapping[str, int] = TIMING_DEFAULTS) 
 
 def protocol_machines(me: int, n: int, slots: int, quorum: str, *, heartbeat: bool = True,
                       failover: Mapping[str, Any] | None = None,
-                      timing: Mapping[str, int] = TIMING_DEFAULTS) -> dict[str, LiveMachine]:
+                      timing: Mapping[str, int] = TIMING_DEFAULTS,
+                      arbitration: str = "scsi2") -> dict[str, LiveMachine]:
     """Membership, GUM, the failover manager (with ``slots`` groups), and the heartbeat and arbitration
     machines where they apply; ``failover`` gives values of the failover manager's record."""
     if quorum not in QUORUMS:
         raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
+    if arbitration not in ARBITRATIONS:
+        raise ValueError(f"arbitration must be one of {', '.join(ARBITRATIONS)}, got {arbitration!r}")
     machines: dict[str, LiveMachine] = {}
     if heartbeat:
         machines["heartbeat"] = LiveMachine(make_heartbeat_spec(n), me=me, period_ms=timing["heartbeat_period_ms"],
@@ -88,7 +96,10 @@ def protocol_machines(me: int, n: int, slots: int, quorum: str, *, heartbeat: bo
     machines["failover"] = LiveMachine(make_failover_spec(n, slots), me=me,
                                        **{"takeover_wait_ms": takeover_wait_ms(quorum, timing), **(failover or {})})
     if quorum == "disk":
-        machines["arbitration"] = LiveMachine(make_arbitration_spec(n), me=me)
+        make = make_pr_arbitration_spec if arbitration == "scsi3" else make_arbitration_spec
+        machines["arbitration"] = LiveMachine(make(n), me=me, renew_period_ms=timing["renew_period_ms"],
+                                              challenge_wait_ms=timing["challenge_wait_ms"],
+                                              reserve_timeout_ms=timing["reserve_timeout_ms"])
     return machines
 
 

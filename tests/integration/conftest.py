@@ -6,10 +6,12 @@ are what shows the runtime works.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from netns import Network
@@ -43,11 +45,11 @@ def network() -> Iterator[Network]:
         net.close()
 
 
-@pytest.fixture
-def lab(network: Network, tmp_path: Path) -> Iterator[LabCluster]:
+@contextlib.contextmanager
+def lab_cluster(network: Network, root: Path, settings: Mapping[str, Any]) -> Iterator[LabCluster]:
     """Three daemons, one per namespace, not yet started; at the end every node's transition log must replay."""
-    cluster = LabCluster(tmp_path / "lab", [network.address(i) for i in range(3)], loopback=False,
-                         prefixes=[network.prefix(i) for i in range(3)], settings=SETTINGS)
+    cluster = LabCluster(root, [network.address(i) for i in range(3)], loopback=False,
+                         prefixes=[network.prefix(i) for i in range(3)], settings=settings)
     try:
         yield cluster
     finally:
@@ -59,3 +61,9 @@ def lab(network: Network, tmp_path: Path) -> Iterator[LabCluster]:
             assert not problems, f"node {i}'s transition log is not a legal run of the machines:\n" + "\n".join(
                 problems[:20])
             assert steps > 0
+
+
+@pytest.fixture
+def lab(network: Network, tmp_path: Path) -> Iterator[LabCluster]:
+    with lab_cluster(network, tmp_path / "lab", SETTINGS) as cluster:
+        yield cluster

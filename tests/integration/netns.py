@@ -62,6 +62,26 @@ class Network:
     def heal(self, i: int) -> None:
         ip("-n", self.names[i], "link", "set", "eth0", "up")
 
+    def separate(self, i: int, others: Sequence[int]) -> None:
+        """Node ``i`` drops every packet from and to ``others`` (nftables in its namespace); the rest of the
+        network, a shared disk's target on the switch included, stays reachable."""
+        addresses = ", ".join(self.address(k) for k in others)
+        rules = (f"table inet wpcut {{\n chain in {{ type filter hook input priority 0; ip saddr {{ {addresses} }} "
+                 f"drop; }}\n chain out {{ type filter hook output priority 0; ip daddr {{ {addresses} }} drop; "
+                 "}\n}\n")
+        subprocess.run([*self.prefix(i), "nft", "-f", "-"], input=rules, check=True, capture_output=True, text=True)
+
+    def join(self, i: int) -> None:
+        """Undo :meth:`separate`."""
+        subprocess.run([*self.prefix(i), "nft", "delete", "table", "inet", "wpcut"], capture_output=True, text=True)
+
+    def switch_address(self, host: int = 254) -> str:
+        """Give the switch namespace (its bridge) an address on the test subnet, for a service all nodes reach
+        (a shared disk's iSCSI target); the address."""
+        address = f"{SUBNET}.{host}"
+        ip("-n", self.switch, "addr", "add", f"{address}/24", "dev", "br0")
+        return address
+
     def run(self, i: int, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.prefix(i), *argv], capture_output=True, text=True, timeout=timeout)
 

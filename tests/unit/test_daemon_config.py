@@ -87,3 +87,23 @@ def test_a_rendered_file_loads_back(tmp_path: Path) -> None:
                                    "node.data_dir": "/d"}, entries))
     cfg = config.load(path, environ={})
     assert cfg.nodes == entries and cfg.node_id == 2
+
+
+def test_disk_quorum_needs_the_url_of_a_disk_every_node_shares(tmp_path: Path) -> None:
+    path = node_file(tmp_path, nodes=2)
+    with pytest.raises(ConfigError, match=r"quorum = \"disk\" needs cluster\.quorum_disk"):
+        config.load(path, environ={"WOLFPACK_CLUSTER_QUORUM": "disk"})
+    with pytest.raises(ConfigError, match="exists inside one process only"):
+        config.load(path, environ={"WOLFPACK_CLUSTER_QUORUM": "disk", "WOLFPACK_CLUSTER_QUORUM_DISK": "memory://q"})
+    with pytest.raises(ConfigError, match="must be one of scsi2, scsi3"):
+        config.load(path, environ={"WOLFPACK_CLUSTER_QUORUM": "disk", "WOLFPACK_CLUSTER_ARBITRATION": "scsi4",
+                                   "WOLFPACK_CLUSTER_QUORUM_DISK": "iscsi://10.0.0.9:3260/iqn.2026-01.lab:q/1"})
+    cfg = config.load(path, environ={"WOLFPACK_CLUSTER_QUORUM": "disk",  # two nodes are fine with a disk
+                                     "WOLFPACK_CLUSTER_QUORUM_DISK": "iscsi://10.0.0.9:3260/iqn.2026-01.lab:q/1"})
+    assert cfg["cluster.arbitration"] == "scsi3" and cfg.initiator == "iqn.2026-01.org.wolfpack:lab.node0"
+
+
+def test_the_disk_timing_obligation_is_checked_at_start(tmp_path: Path) -> None:
+    path = node_file(tmp_path, "[timing]\nrenew_period_ms = 9000\n")
+    with pytest.raises(ConfigError, match="renew_before_challenge"):
+        config.load(path, environ={})
