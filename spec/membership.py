@@ -337,9 +337,13 @@ def make_membership_spec(n: int) -> Spec:
                    update=lambda r, e: {"holds_disk": False}, doc="Majority Node Set does not use the disk"),
         Transition("disk_lost", (DOWN, HALTED), None, update=lambda r, e: {"holds_disk": False},
                    doc="the quorum disk is gone"),
-        Transition("disk_lost", (STABLE,), HALTED, guard=named("disk_quorum", lambda r, e: r.kind == DISK),
-                   update=lambda r, e: {"holds_disk": False, **halt_update}, effects=(halt,),
+        Transition("disk_lost", (STABLE,), HALTED, guard=named("held_the_disk", lambda r, e: And(
+            r.kind == DISK, r.holds_disk)), update=lambda r, e: {"holds_disk": False, **halt_update}, effects=(halt,),
                    doc="disk quorum and the reservation is lost: halt (self-fencing)"),
+        Transition("disk_lost", (STABLE,), None, guard=named("challenged_a_holder", lambda r, e: And(
+            r.kind == DISK, Not(r.holds_disk))),
+                   doc="a challenge this node started in a round (before the holder's status reached it) is lost "
+                       "after it joined the holder's membership: the disk is held by a member, nothing to stop"),
         Transition("disk_lost", (STABLE,), None, guard=named("node_majority", lambda r, e: r.kind != DISK),
                    update=lambda r, e: {"holds_disk": False}, doc="Majority Node Set does not use the disk"),
         Transition("shutdown", (*RUNNING, HALTED), DOWN,
