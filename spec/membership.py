@@ -229,6 +229,9 @@ def make_membership_spec(n: int) -> Spec:
         return {"members": members, "epoch": epoch, "attempts": 0}
 
     installed = Effect("report", "installed", lambda r, e, r2: {"epoch": r2.epoch, **fields_of("m", r2.members)})
+    # installed under disk quorum without holding the disk: another member holds it, so a challenge this node
+    # started in a round before the holder's status reached it is given up (it would end W later, lost)
+    disk_not_needed = Effect("report", "disk_not_needed", when=lambda r, e: And(r.kind == DISK, Not(r.holds_disk)))
     # a member installed at an older epoch than the sponsor's loads the sponsor's database first (before the
     # report that tells GUM the new membership): a joiner, a node back from a crash, or one left behind
     load = Effect("command", "load_database", lambda r, e, r2: {"sponsor": r2.sponsor},
@@ -274,7 +277,8 @@ def make_membership_spec(n: int) -> Spec:
                    update=lambda r, e: {**install(r, pruned(r), r.round), **proposing(r), "acks": alone(r),
                                         "acked": r.round, "proposer": r.me},
                    effects=(load_now, Effect("send", "install", lambda r, e, r2: install_message(r2)),
-                            Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}), installed),
+                            Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}), installed,
+                            disk_not_needed),
                    doc="coordinator whose own vote is quorum (it holds the disk, or a 1-node cluster): install now"),
         Transition("collect_elapsed", (COLLECTING,), PROPOSING, guard=coordinator_survives,
                    update=lambda r, e: {**proposing(r), "acks": tuple(k == r.me for k in ks),
@@ -305,13 +309,14 @@ def make_membership_spec(n: int) -> Spec:
         Transition("ack", (PROPOSING,), STABLE, guard=ack_commits,
                    update=lambda r, e: install(r, r.proposal, r.round),
                    effects=(cancel_wait, load, Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}),
-                            installed),
+                            installed, disk_not_needed),
                    doc="quorum reached: commit and install the new membership"),
         Transition("ack", (PROPOSING,), None, guard=ack_counts,
                    update=lambda r, e: {"acks": Store(r.acks, e.src, True)}, doc="one more acknowledgement"),
         Transition("ack", (PROPOSING,), None, guard=ack_stale, doc="for another round"),
         Transition("commit", (ACCEPTED,), STABLE, guard=commit_matches,
-                   update=lambda r, e: install(r, r.proposal, r.acked), effects=(cancel_wait, load, installed),
+                   update=lambda r, e: install(r, r.proposal, r.acked),
+                   effects=(cancel_wait, load, installed, disk_not_needed),
                    doc="the proposal this node accepted is committed: install it"),
         Transition("commit", (ACCEPTED,), None, guard=commit_stale, doc="not the proposal this node accepted"),
         # nothing heard in time

@@ -31,6 +31,7 @@ WIRES: tuple[Wire, ...] = (
     Wire("membership", "halted", "heartbeat", "stop"),
     Wire("membership", "halted", "arbitration", "release"),
     Wire("membership", "arbitrate", "arbitration", "arbitrate"),
+    Wire("membership", "disk_not_needed", "arbitration", "release"),
     Wire("arbitration", "won", "membership", "disk_won"),
     Wire("arbitration", "lost_quorum", "membership", "disk_lost"),
     Wire("arbitration", "released", "membership", "disk_lost"),
