@@ -118,10 +118,16 @@ class NodeApp:
             return
         if name == "lock_request":
             self.incoming[src] = list(payload or [])
-        elif name == "apply_update" and payload is not None:
+        elif name == "apply_update" and payload is not None and self._takes_sweep(int(args["locker"])):
             self.keep(int(args["seq"]), list(payload))
         elif name == "lock_granted" and self.pending is not None:
             self.keep(int(args["seq"]), self.pending)
+
+    def _takes_sweep(self, locker: int) -> bool:
+        """GUM takes the sweeps of its own locker only (a former locker may still deliver an update nobody
+        else numbered so): keep no payload of a sweep it ignores."""
+        mine = int(self.host.machines["gum"].record.locker)
+        return locker == mine and mine != self.host.node_id
 
     def keep(self, seq: int, payload: Update) -> None:
         """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
@@ -241,9 +247,14 @@ class NodeApp:
 
     # -- applying global updates --------------------------------------------------------------
     def _payload(self, seq: int) -> Update:
-        if seq not in self.store:  # the locker applies a lock request's payload first
-            holder = self.host.machines["gum"].record.lock_holder
-            self.store[seq] = self.incoming.get(holder, self.pending or [])
+        gum = self.host.machines["gum"].record
+        if gum.locker == self.host.node_id and gum.lock_holder != -1 and gum.locked_seq == seq:
+            # the locker numbers an update and applies it first: its own, or the requester's (whatever an
+            # earlier sweep left under that number is an orphan)
+            holder = gum.lock_holder
+            self.store[seq] = (self.pending or []) if holder == self.host.node_id else self.incoming.get(holder, [])
+        elif seq not in self.store:
+            self.store[seq] = self.incoming.get(gum.lock_holder, self.pending or [])
         return self.store[seq]
 
     def _persist(self, seq: int) -> None:
