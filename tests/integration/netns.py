@@ -62,6 +62,20 @@ class Network:
     def heal(self, i: int) -> None:
         ip("-n", self.names[i], "link", "set", "eth0", "up")
 
+    def drop(self, i: int, rules: Sequence[tuple[str, str]]) -> None:
+        """Node ``i`` drops the packets of each (hook, match), e.g. ``("output", "udp dport 7401")``
+        (nftables in its namespace), until :meth:`undrop`."""
+        nft = [*self.prefix(i), "nft"]
+        subprocess.run([*nft, "add", "table", "inet", "wolfpack_test"], check=True)
+        for hook in ("input", "output"):
+            subprocess.run([*nft, "add", "chain", "inet", "wolfpack_test", hook,
+                            f"{{ type filter hook {hook} priority 0 ; }}"], check=True)
+        for hook, match in rules:
+            subprocess.run([*nft, "add", "rule", "inet", "wolfpack_test", hook, *match.split(), "drop"], check=True)
+
+    def undrop(self, i: int) -> None:
+        subprocess.run([*self.prefix(i), "nft", "delete", "table", "inet", "wolfpack_test"], check=True)
+
     def run(self, i: int, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.prefix(i), *argv], capture_output=True, text=True, timeout=timeout)
 
