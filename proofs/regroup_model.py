@@ -10,8 +10,9 @@ The environment, at any step:
 
 * boots a node, or restarts one after a crash (``boot``); stops one on
   purpose (``shutdown``);
-* lets a heartbeat suspect any node, or see it back (``suspect``,
-  ``peer_back``): heartbeats prove nothing, so any suspicion is possible;
+* lets a heartbeat suspect any node, see it back, or carry a newer epoch
+  (``suspect``, ``peer_back``, ``peer_ahead``): heartbeats prove nothing, so
+  any suspicion is possible, and a node may hear of a newer epoch at any time;
 * fires a node's timers (``collect_elapsed``, ``install_wait_elapsed``)
   while they run, at any moment: every timing, not only the simulator's;
 * delivers, duplicates, delays or loses any message;
@@ -72,7 +73,7 @@ from wolfpack.spec.quorum import QuorumKind
 #: what a node keeps on disk across a crash (the simulator's ``DURABLE["membership"]``)
 DURABLE = ("epoch", "round", "acked")
 #: the environment's events at a node; the disk's come from the arbitration machine (disk quorum only)
-LOCAL = ("boot", "shutdown", "suspect", "peer_back", "collect_elapsed", "install_wait_elapsed")
+LOCAL = ("boot", "shutdown", "suspect", "peer_back", "peer_ahead", "collect_elapsed", "install_wait_elapsed")
 DISK_EVENTS = ("disk_won", "disk_lost")
 INSTALLED = ("report", "installed")
 #: epochs the ghost history tracks

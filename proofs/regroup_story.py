@@ -132,6 +132,10 @@ def timeline(replay: Replay, net: NetworkModel) -> Timeline:
                 since = cut_since.setdefault(pair, before_step)
                 at = max(at, since + DETECT_MS)
                 tl.suspicions.append((pair, since, at))
+            elif a.trigger == "peer_ahead":
+                tl.deviations.append(f"step {step}: node {a.node} hears node {a.args['node']} at a newer epoch "
+                                     "(peer_ahead) whatever their epochs; the simulator's heartbeats carry the real "
+                                     "one")
             elif a.trigger == "peer_back":
                 cut_since.pop(frozenset((a.node, int(a.args["node"]))), None)
                 at += d.HEARTBEAT_PERIOD_MS

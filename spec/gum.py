@@ -170,7 +170,7 @@ def make_gum_spec(n: int) -> Spec:
         )
 
     variables = ("members", "locker", "last_seq", "lock_holder", "locked_seq", "sending_seq", "next", "own",
-                 "blocked")
+                 "blocked", "fresh")
 
     def changes(after: Any) -> dict[str, Any]:
         return {name: getattr(after, name) for name in variables}
@@ -284,7 +284,8 @@ def make_gum_spec(n: int) -> Spec:
             i_am_locker(r), Not(lock_free(r)))), effects=(RETRY,),
                    doc="the locker's own update while the lock is held: try again later"),
         Transition("submit", (IDLE,), REQUESTING, guard=named("not_locker", lambda r, e: Not(i_am_locker(r))),
-                   effects=(REQUEST,), doc="ask the locker for the global lock (it applies the update first)"),
+                   effects=(REQUEST, RETRY), doc="ask the locker for the global lock (it applies the update first); "
+                                                 "ask again after lock_retry_ms if no answer came (it was lost)"),
     ]
     rows += sweep_rows("lock_retry_elapsed", (REQUESTING,), "locker_retries", lambda r, e: And(
         i_am_locker(r), lock_free(r), Not(r.blocked)), self_grant, at_me,
@@ -295,7 +296,7 @@ def make_gum_spec(n: int) -> Spec:
             i_am_locker(r), Not(And(lock_free(r), Not(r.blocked))))), effects=(RETRY,),
                    doc="the lock is still held, or a regroup is in progress: wait again"),
         Transition("lock_retry_elapsed", (REQUESTING,), None, guard=named("ask_again", lambda r, e: Not(
-            i_am_locker(r))), effects=(REQUEST,), doc="ask the locker again"),
+            i_am_locker(r))), effects=(REQUEST, RETRY), doc="ask the locker again"),
     ]
 
     # the locker's side of the lock
@@ -366,9 +367,14 @@ def make_gum_spec(n: int) -> Spec:
 
     rows += [
         Transition("apply_update", LIVE, HALTED, guard=named("missed_an_update", lambda r, e: And(
-            accepts(r, e), gap(r, e))), update=lambda r, e: HALT,
+            accepts(r, e), gap(r, e), Not(r.blocked))), update=lambda r, e: HALT,
                    effects=(Effect("send", "apply_failed", lambda r, e, a: {"to": e.src, "seq": e.seq}), EVICT_ME),
                    doc="a number beyond the next: this node missed an update and cannot catch up; leave"),
+        Transition("apply_update", LIVE, None, guard=named("ahead_of_the_regroup", lambda r, e: And(
+            accepts(r, e), gap(r, e), r.blocked)),
+                   doc="a number beyond the next during a regroup: the sweep of a membership this node has not "
+                       "installed yet, which may bring it the sponsor's database; not acknowledged, so the sender "
+                       "delivers it again"),
         Transition("apply_update", (IDLE, BLOCKED, REQUESTING, DELIVERING), None, guard=named(
             "in_order_or_duplicate", lambda r, e: And(accepts(r, e), Not(gap(r, e)))), update=receive_update,
                    effects=RECEIVE, doc="apply the next number; acknowledge it, or a duplicate, to the sender"),
@@ -450,8 +456,13 @@ def make_gum_spec(n: int) -> Spec:
         return And(i_am_locker(r), r.lock_holder != NONE, r.lock_holder != r.me,
                    Not(Select(alive(e), r.lock_holder)))
 
+    def restarted_locker(r: Any, e: Any) -> Any:
+        """A locker that (re)started since its last membership lost the state of its sweeps: a member may lack
+        its last update (it applied it first, then crashed or halted mid-sweep)."""
+        return And(r.fresh, successor(r, alive(e)) == r.me, lock_free(r), r.last_seq >= 1)
+
     def replays(r: Any, e: Any) -> Any:
-        return And(me_alive(r, e), Or(becomes_locker(r, e), holder_lost(r, e)))
+        return And(me_alive(r, e), Or(becomes_locker(r, e), holder_lost(r, e), restarted_locker(r, e)))
 
     def locker_lost(r: Any, e: Any) -> Any:
         return successor(r, alive(e)) != r.locker
@@ -463,7 +474,7 @@ def make_gum_spec(n: int) -> Spec:
     def installed(r: Any, e: Any) -> dict[str, Any]:
         members = alive(e)
         locker = successor(r, members)
-        return {"members": members, "locker": locker, "blocked": False,
+        return {"members": members, "locker": locker, "blocked": False, "fresh": False,
                 "lock_holder": If(locker == r.me, r.lock_holder, NONE)}
 
     def keeps_own(r: Any) -> Any:
@@ -610,6 +621,8 @@ def make_gum_spec(n: int) -> Spec:
         Field("next", int, NONE, "the node this sweep waits for (-1: none)", lo=NONE, hi=n - 1),
         Field("own", bool, False, "the sweep carries this node's own update (else it is a replay)"),
         Field("blocked", bool, False, "a regroup is in progress"),
+        Field("fresh", bool, True, "(re)started and no membership installed since: a locker then replays its "
+              "last update at its first membership"),
     )
 
     def member(r: Any, k: Any) -> Any:

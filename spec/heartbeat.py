@@ -6,6 +6,13 @@ periods in which nothing arrived.  A peer that misses ``threshold`` periods
 in a row is *suspected* (reported once, to the membership machine, which
 regroups); the next heartbeat from it clears the suspicion (``peer_back``).
 
+Every heartbeat carries the membership epoch its sender installed.  A
+heartbeat from a peer at a newer epoch than this node's is reported once
+(``peer_ahead``): a membership was committed without this node hearing of
+it (its status or the proposal was lost while the peer's heartbeats still
+arrive), and the membership machine halts rather than keep running groups
+that the new membership may already give to others.
+
 The lab runtime counts in its C timer thread on every network at once; this
 table is the rule it follows and the one the simulator runs.
 """
@@ -17,7 +24,7 @@ from typing import Any
 
 from wolfpack.spec import defaults as d
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition
-from wolfpack.spec.expr import And, ForAll, If, Implies, Not, Or, Store
+from wolfpack.spec.expr import And, ForAll, If, Implies, Not, Or, Select, Store
 
 STOPPED = "Stopped"
 RUNNING = "Running"
@@ -51,10 +58,17 @@ def make_heartbeat_spec(n: int) -> Spec:
     def was_trusted(r: Any, e: Any) -> Any:
         return Not(was_suspected(r, e))
 
-    def heard(r: Any, e: Any) -> dict[str, Any]:
-        return {"missed": Store(r.missed, e.src, 0), "suspected": Store(r.suspected, e.src, False)}
+    def ahead_now(r: Any, e: Any) -> Any:
+        """The peer installed a newer epoch than this node, and that is news."""
+        return And(e.epoch > r.epoch, Not(Select(r.ahead, e.src)))
 
-    beat = Effect("send", "beat", lambda r, e, r2: {"to": -1})
+    def heard(r: Any, e: Any) -> dict[str, Any]:
+        return {"missed": Store(r.missed, e.src, 0), "suspected": Store(r.suspected, e.src, False),
+                "ahead": Store(r.ahead, e.src, Or(Select(r.ahead, e.src), e.epoch > r.epoch))}
+
+    beat = Effect("send", "beat", lambda r, e, r2: {"to": -1, "epoch": r2.epoch})
+    ahead = Effect("report", "peer_ahead", lambda r, e, r2: {"node": e.src}, when=ahead_now)
+    new_epoch = {"epoch_installed": lambda r, e: {"epoch": e.epoch, "ahead": (False,) * n}}
     rearm = Effect("start_timer", "tick", lambda r, e, r2: {"ms": r.period_ms})
     rows = (
         Transition("start", (STOPPED,), RUNNING,
@@ -64,9 +78,12 @@ def make_heartbeat_spec(n: int) -> Spec:
                    effects=(beat, rearm, *(suspect_effect(k) for k in ks)),
                    doc="one period: send a heartbeat, count a miss for every peer, suspect those at the threshold"),
         Transition("beat", (RUNNING,), None, guard=was_suspected, update=heard,
-                   effects=(Effect("report", "peer_back", lambda r, e, r2: {"node": e.src}),),
+                   effects=(Effect("report", "peer_back", lambda r, e, r2: {"node": e.src}), ahead),
                    doc="a heartbeat from a suspected peer: it is back"),
-        Transition("beat", (RUNNING,), None, guard=was_trusted, update=heard, doc="a heartbeat: reset the count"),
+        Transition("beat", (RUNNING,), None, guard=was_trusted, update=heard, effects=(ahead,),
+                   doc="a heartbeat: reset the count (and report a peer at a newer epoch, once)"),
+        Transition("epoch_installed", (STOPPED, RUNNING), None, update=new_epoch["epoch_installed"],
+                   doc="the membership machine installed an epoch: send it from now on"),
         Transition("stop", (RUNNING,), STOPPED, effects=(Effect("cancel_timer", "tick"),), doc="stop"),
     )
     ignored = (
@@ -82,6 +99,8 @@ def make_heartbeat_spec(n: int) -> Spec:
         Field("threshold", int, d.HEARTBEAT_MISSED_THRESHOLD, "missed periods before suspicion", lo=1, param=True),
         Field("missed", int, (0,) * n, "periods without a heartbeat, per peer", lo=0, length=n),
         Field("suspected", bool, (False,) * n, "peers reported as suspected", length=n),
+        Field("epoch", int, 0, "the membership epoch this node installed (sent with every heartbeat)", lo=0),
+        Field("ahead", bool, (False,) * n, "peers reported at a newer epoch than this node's", length=n),
     )
     invariants = (
         Invariant("counts_bounded", lambda r: ForAll(ks, lambda k: r.missed[k] <= r.threshold),
@@ -101,7 +120,10 @@ def make_heartbeat_spec(n: int) -> Spec:
         events=(
             Event("start", "start heartbeats"),
             Event("tick", "timer: one heartbeat period is over"),
-            Event("beat", "message: a heartbeat", (Arg("src", 0, n, "sender", hi_max=n),)),
+            Event("beat", "message: a heartbeat", (Arg("src", 0, n, "sender", hi_max=n),
+                                                     Arg("epoch", 0, None, "the sender's installed epoch", hi_max=3))),
+            Event("epoch_installed", "the membership machine installed an epoch",
+                  (Arg("epoch", 0, None, "membership epoch", hi_max=3),)),
             Event("stop", "stop heartbeats"),
         ),
         transitions=rows,

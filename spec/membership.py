@@ -33,7 +33,7 @@ from typing import Any
 
 from wolfpack.spec import defaults as d
 from wolfpack.spec import quorum
-from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, named
+from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, all_of, named, negation
 from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Or, Store
 from wolfpack.spec.quorum import QuorumKind
 
@@ -127,7 +127,7 @@ def make_membership_spec(n: int) -> Spec:
         row = vec(e, "alive")
         return {
             "heard": Store(heard, e.src, True),
-            "conn": tuple(If(e.src == j, row[k], conn[j * n + k]) for j in ks for k in ks),
+            "conn": tuple(If(e.src == j, Or(row[k], conn[j * n + k]), conn[j * n + k]) for j in ks for k in ks),
             "disk_at": Store(disk_at, e.src, e.disk == 1),
             "epochs": Store(epochs, e.src, e.epoch),
         }
@@ -135,6 +135,12 @@ def make_membership_spec(n: int) -> Spec:
     def join_round(r: Any, e: Any) -> dict[str, Any]:
         base = start_round(r, e.round)
         return {**base, **record_status(r, e, base)}
+
+    def hearing_again(r: Any, e: Any) -> dict[str, Any]:
+        """Not suspected any more: this node's row of the round hears it again."""
+        suspects = Store(r.suspects, e.node, False)
+        row = my_row(r.replace(suspects=suspects))
+        return {"suspects": suspects, "conn": tuple(If(j == r.me, row[k], r.conn[j * n + k]) for j in ks for k in ks)}
 
     def suspecting(r: Any, node: Any) -> dict[str, Any]:
         """Start the next round without ``node``."""
@@ -163,6 +169,9 @@ def make_membership_spec(n: int) -> Spec:
 
     def not_beyond_epoch(r: Any, e: Any) -> Any:
         return e.round <= r.epoch
+
+    def from_member(r: Any, e: Any) -> Any:
+        return Exists(ks, lambda k: And(k == e.src, r.members[k]))
 
     def coordinator_commits_alone(r: Any, e: Any) -> Any:
         return And(coordinator_is_me(r), may_survive(r, pruned(r)), committed(r, alone(r)))
@@ -249,7 +258,7 @@ def make_membership_spec(n: int) -> Spec:
     halt_update = {"members": (False,) * n}
 
     rows = [
-        Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.round + 1), effects=COLLECT,
+        Transition("boot", (DOWN,), COLLECTING, update=lambda r, e: start_round(r, r.round + 1), effects=REGROUP,
                    doc="start (form or join): a regroup round past every round this node has seen"),
         Transition("suspect", (STABLE,), COLLECTING, guard=suspect_is_member,
                    update=lambda r, e: suspecting(r, e.node), effects=REGROUP,
@@ -259,13 +268,24 @@ def make_membership_spec(n: int) -> Spec:
                    doc="not a member: nothing to regroup for"),
         Transition("suspect", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
                    doc="remember it for the next round"),
-        Transition("peer_back", RUNNING, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, False)},
+        Transition("peer_back", (COLLECTING,), None, update=hearing_again, effects=(status_effect(),),
+                   doc="heartbeats from that node again while statuses are collected: tell the others whom this "
+                       "node hears now (the rows of the round decide who is pruned, and a node that just came "
+                       "back would be left out)"),
+        Transition("peer_back", (PROPOSING, ACCEPTED, STABLE), None,
+                   update=lambda r, e: {"suspects": Store(r.suspects, e.node, False)},
                    doc="heartbeats from that node again"),
         # statuses
         Transition("status", (STABLE,), COLLECTING, guard=beyond_epoch,
                    update=lambda r, e: {**join_round(r, e), "attempts": 1},
                    effects=REGROUP, doc="another node started a round (a join or a regroup): take part"),
-        Transition("status", (STABLE,), None, guard=not_beyond_epoch, doc="an old round"),
+        Transition("status", (STABLE,), None, guard=all_of("old_round_of_a_member", not_beyond_epoch, from_member),
+                   doc="an old round (a late or duplicated status)"),
+        Transition("status", (STABLE,), COLLECTING,
+                   guard=all_of("old_round_of_an_outsider", not_beyond_epoch, negation("from_outsider", from_member)),
+                   update=lambda r, e: {**start_round(r, r.round + 1), "attempts": 1}, effects=REGROUP,
+                   doc="a node outside the membership asks to join in a round this node is past (it was away "
+                       "while the epochs grew): start a round it can take part in"),
         Transition("status", IN_ROUND, COLLECTING, guard=newer_round, update=join_round,
                    effects=(cancel_wait, *COLLECT), doc="a newer round supersedes ours"),
         Transition("status", (COLLECTING,), None, guard=same_round, update=record_status,
@@ -321,7 +341,7 @@ def make_membership_spec(n: int) -> Spec:
         Transition("commit", (ACCEPTED,), None, guard=commit_stale, doc="not the proposal this node accepted"),
         # nothing heard in time
         Transition("install_wait_elapsed", (COLLECTING, PROPOSING, ACCEPTED), COLLECTING, guard=rounds_left,
-                   update=lambda r, e: start_round(r, r.round + 1), effects=COLLECT,
+                   update=lambda r, e: start_round(r, r.round + 1), effects=REGROUP,
                    doc="no proposal or no quorum of acknowledgements in time: next round"),
         Transition("install_wait_elapsed", (COLLECTING, PROPOSING, ACCEPTED), HALTED, guard=rounds_exhausted,
                    update=lambda r, e: halt_update, effects=(halt,),
@@ -356,6 +376,10 @@ def make_membership_spec(n: int) -> Spec:
                                         "suspects": (False,) * n},
                    effects=(Effect("send", "exit", lambda r, e, r2: {"to": -1}), halt),
                    doc="planned stop (ClusterExit): tell the others, stop everything"),
+        Transition("peer_ahead", (STABLE,), HALTED, update=lambda r, e: halt_update, effects=(halt,),
+                   doc="a node's heartbeats carry a newer epoch than the one installed here: a membership was "
+                       "committed without this node hearing of it, and it may leave this node out (the others "
+                       "take its groups over after the take-over wait): halt at once (N4)"),
         Transition("exit", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.src), effects=REGROUP,
                    doc="a member left on purpose: install the membership without it at once"),
         Transition("exit", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.src, True)},
@@ -377,6 +401,7 @@ def make_membership_spec(n: int) -> Spec:
         Ignore("disk_won", (DOWN, HALTED), "not taking part"),
         Ignore("shutdown", (DOWN,), "already down"),
         Ignore("exit", (DOWN, HALTED), "not a member"),
+        Ignore("peer_ahead", (*IN_ROUND, DOWN, HALTED), "in a round, or out: the round (or the next join) settles it"),
     )
 
     node_arg = Arg("node", 0, n, "node id", hi_max=n)
@@ -402,6 +427,7 @@ def make_membership_spec(n: int) -> Spec:
         Event("disk_lost", "the arbitration machine lost the quorum disk"),
         Event("shutdown", "planned stop of this node"),
         Event("exit", "message: a member leaves on purpose (ClusterExit)", (src,)),
+        Event("peer_ahead", "heartbeats from a node that installed a newer epoch than this node", (node_arg,)),
     )
     fields = (
         Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),

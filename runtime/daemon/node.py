@@ -95,6 +95,8 @@ class DaemonNode(MachineHost):
         self.on_group_offline: Callable[[str], None] = lambda machine: None
         #: told when the membership machine halts
         self.on_halted: Callable[[], None] = lambda: None
+        #: told the epoch the membership machine installs (the heartbeats carry it)
+        self.on_installed: Callable[[int], None] = lambda epoch: None
         #: names of the reports the machines made since the last clear (e.g. the failover's move_refused)
         self.reports: list[str] = []
         self.build()
@@ -200,6 +202,9 @@ class DaemonNode(MachineHost):
             log.log(level, "quorum disk: " + text, *report.args.values())
         self.reports.append(report.name)
         del self.reports[:-64]
+        if machine == "membership" and report.name == "installed":
+            # the wire membership.installed -> heartbeat.epoch_installed, to the C timer (no heartbeat machine here)
+            self.on_installed(int(report.args["epoch"]))
         return self.app.route(machine, report)
 
     def command(self, machine: str, effect: Emitted) -> None:

@@ -124,12 +124,23 @@ class Service:
 
     def _on_heartbeat(self) -> None:
         for kind, peer in self.heartbeat.read_events():
+            if kind == "ahead":  # the heartbeat spec's peer_ahead report
+                log.warning("heartbeat: node %d installed a newer membership epoch than this node's %d",
+                            peer, self.heartbeat.epoch)
+                self.node.post(functools.partial(self._feed_membership, "peer_ahead", peer))
+                continue
             event = "suspect" if kind == "suspect" else "peer_back"
             log.info("heartbeat: node %d %s", peer, "missed its beats on every network" if kind == "suspect"
                      else "is back")
             if kind != "suspect" and self.peers is not None:
                 self.peers.redial(peer)
             self.node.post(functools.partial(self._feed_membership, event, peer))
+
+    def _epoch_installed(self, epoch: int) -> None:
+        """The membership machine installed ``epoch``: the heartbeats carry it (a peer that is left behind halts
+        on hearing it, N4); a timer started later begins at 0, as the heartbeat machine of a restarted node."""
+        if self.heartbeat is not None:
+            self.heartbeat.set_epoch(epoch)
 
     def _feed_membership(self, event: str, peer: int) -> None:
         if self.node.machines["membership"].state != "Down":
@@ -365,6 +376,7 @@ class Service:
             stack.push_async_callback(self.bridge.shutdown)
             self.node.on_group_offline = self._after_offline
             self.node.on_halted = self._halted
+            self.node.on_installed = self._epoch_installed
             for info in catalog.groups(self.hive).values():
                 self._bind_group(info)
             admin = AdminServer(self)

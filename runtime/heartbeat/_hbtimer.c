@@ -5,7 +5,10 @@
  * network at absolute deadlines (a CLOCK_MONOTONIC timerfd armed once with
  * TFD_TIMER_ABSTIME and a fixed interval, so lateness never accumulates),
  * receives the peers' heartbeats, keeps their last-seen times, and queues
- * "suspect" / "back" events, writing to an eventfd the asyncio loop watches.
+ * "suspect" / "back" / "ahead" events, writing to an eventfd the asyncio loop
+ * watches.  Every heartbeat carries the membership epoch its sender installed
+ * (set_epoch); a peer at a newer epoch than this node's is reported "ahead",
+ * once per peer until this node installs an epoch again (spec/heartbeat.py).
  *
  * The thread never touches a Python object and never holds the GIL: it keeps
  * its period while the interpreter is busy.  The Python-facing methods hold
@@ -36,8 +39,8 @@
 #include <unistd.h>
 
 #define HB_MAGIC "WPHB"
-#define HB_VERSION 1
-#define HB_HEADER_LEN 23 /* magic 4, version 1, node id 2, incarnation 8, sequence 8 */
+#define HB_VERSION 2
+#define HB_HEADER_LEN 31 /* magic 4, version 1, node id 2, incarnation 8, sequence 8, epoch 8 */
 #define HB_MAC_LEN 16
 #define HB_DATAGRAM_LEN (HB_HEADER_LEN + HB_MAC_LEN)
 #define HB_MAX_NETWORKS 8
@@ -191,7 +194,7 @@ static uint64_t get_u64(const uint8_t *p)
 }
 
 static void hb_encode(const uint8_t mac_key[32], uint16_t node, uint64_t incarnation, uint64_t seq,
-                      uint8_t out[HB_DATAGRAM_LEN])
+                      uint64_t epoch, uint8_t out[HB_DATAGRAM_LEN])
 {
     uint8_t mac[32];
     memcpy(out, HB_MAGIC, 4);
@@ -200,6 +203,7 @@ static void hb_encode(const uint8_t mac_key[32], uint16_t node, uint64_t incarna
     out[6] = (uint8_t)node;
     put_u64(out + 7, incarnation);
     put_u64(out + 15, seq);
+    put_u64(out + 23, epoch);
     hmac_sha256(mac_key, 32, out, HB_HEADER_LEN, mac);
     memcpy(out + HB_HEADER_LEN, mac, HB_MAC_LEN);
 }
@@ -243,9 +247,10 @@ typedef struct {
     int64_t alive_since; /* last valid heartbeat on any network, or the start time */
     int64_t last_valid;  /* last valid heartbeat while alive, for the receive-gap figure; 0: none */
     int suspect;
+    int ahead; /* reported at a newer epoch than this node's, since this node last installed one */
 } hb_peer;
 
-enum { EV_SUSPECT = 1, EV_BACK = 2 };
+enum { EV_SUSPECT = 1, EV_BACK = 2, EV_AHEAD = 3 };
 
 typedef struct {
     uint8_t kind;
@@ -282,6 +287,7 @@ typedef struct {
     int state;
     /* shared: guarded by lock */
     pthread_mutex_t lock;
+    uint64_t epoch; /* the membership epoch this node installed, sent with every heartbeat */
     hb_stats stats;
     uint32_t lateness_us[HB_LATENESS_RING];
     size_t lateness_count, lateness_next;
@@ -319,8 +325,11 @@ static void send_round(Engine *e, int64_t deadline, uint64_t skipped)
     uint64_t sent = 0, errors = 0;
     int64_t now = mono_ns();
     int64_t late = now > deadline ? now - deadline : 0;
+    pthread_mutex_lock(&e->lock);
+    uint64_t epoch = e->epoch;
+    pthread_mutex_unlock(&e->lock);
     for (int i = 0; i < e->network_count; i++) {
-        hb_encode(e->mac_key, e->node_id, e->incarnation, ++e->seq, datagram);
+        hb_encode(e->mac_key, e->node_id, e->incarnation, ++e->seq, epoch, datagram);
         for (int p = 0; p < e->peer_count; p++) {
             hb_peer *peer = &e->peers[p];
             ssize_t n = sendto(e->fds[i], datagram, sizeof datagram, MSG_DONTWAIT,
@@ -380,7 +389,7 @@ static void accept_datagram(Engine *e, int net, const uint8_t *p, size_t n, int6
         e->stats.rejected_mac++;
         return;
     }
-    uint64_t incarnation = get_u64(p + 7), seq = get_u64(p + 15);
+    uint64_t incarnation = get_u64(p + 7), seq = get_u64(p + 15), epoch = get_u64(p + 23);
     if (peer->has_incarnation && incarnation == peer->incarnation) {
         if (seq <= peer->last_seq[net]) {
             e->stats.rejected_replay++;
@@ -411,6 +420,10 @@ static void accept_datagram(Engine *e, int net, const uint8_t *p, size_t n, int6
         e->stats.max_receive_gap_ns = now - peer->last_valid;
     }
     peer->last_valid = now;
+    if (epoch > e->epoch && !peer->ahead) {
+        peer->ahead = 1;
+        push_event(e, EV_AHEAD, peer->id);
+    }
 }
 
 static void receive_burst(Engine *e, int net)
@@ -717,6 +730,19 @@ static PyObject *Engine_stop(Engine *e, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+static PyObject *Engine_set_epoch(Engine *e, PyObject *arg)
+{
+    unsigned long long epoch = PyLong_AsUnsignedLongLong(arg);
+    if (epoch == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    pthread_mutex_lock(&e->lock);
+    e->epoch = epoch;
+    for (int p = 0; p < e->peer_count; p++)
+        e->peers[p].ahead = 0;
+    pthread_mutex_unlock(&e->lock);
+    Py_RETURN_NONE;
+}
+
 static PyObject *Engine_read_events(Engine *e, PyObject *Py_UNUSED(ignored))
 {
     hb_event copy[HB_EVENT_CAP];
@@ -731,7 +757,8 @@ static PyObject *Engine_read_events(Engine *e, PyObject *Py_UNUSED(ignored))
     if (list == NULL)
         return NULL;
     for (size_t k = 0; k < count; k++) {
-        PyObject *item = Py_BuildValue("(si)", copy[k].kind == EV_SUSPECT ? "suspect" : "back", (int)copy[k].peer);
+        const char *kind = copy[k].kind == EV_SUSPECT ? "suspect" : copy[k].kind == EV_BACK ? "back" : "ahead";
+        PyObject *item = Py_BuildValue("(si)", kind, (int)copy[k].peer);
         if (item == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -825,6 +852,8 @@ static PyObject *Engine_recent_lateness_us(Engine *e, PyObject *Py_UNUSED(ignore
 static PyMethodDef Engine_methods[] = {
     {"start", (PyCFunction)Engine_start, METH_NOARGS, "Start the thread; it sends its first heartbeat at once."},
     {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "Stop the thread and wait for it; idempotent."},
+    {"set_epoch", (PyCFunction)Engine_set_epoch, METH_O,
+     "The membership epoch this node installed: sent from now on; peers are reported ahead of it anew."},
     {"read_events", (PyCFunction)Engine_read_events, METH_NOARGS, "Drain the queued (kind, peer) events."},
     {"last_seen", (PyCFunction)Engine_last_seen, METH_NOARGS, "Per peer, per network: monotonic ns or None."},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Counters and timing figures."},
@@ -880,16 +909,16 @@ static PyObject *mod_encode(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer key;
     int node;
-    unsigned long long incarnation, seq;
+    unsigned long long incarnation, seq, epoch;
     uint8_t out[HB_DATAGRAM_LEN];
-    if (!PyArg_ParseTuple(args, "y*iKK:encode", &key, &node, &incarnation, &seq))
+    if (!PyArg_ParseTuple(args, "y*iKKK:encode", &key, &node, &incarnation, &seq, &epoch))
         return NULL;
     if (key.len != 32 || node < 0 || node > 65535) {
         PyBuffer_Release(&key);
         PyErr_SetString(PyExc_ValueError, "mac_key must be 32 bytes and node_id in 0..65535");
         return NULL;
     }
-    hb_encode(key.buf, (uint16_t)node, incarnation, seq, out);
+    hb_encode(key.buf, (uint16_t)node, incarnation, seq, epoch, out);
     PyBuffer_Release(&key);
     return PyBytes_FromStringAndSize((const char *)out, HB_DATAGRAM_LEN);
 }
@@ -907,8 +936,8 @@ static PyObject *mod_decode(PyObject *Py_UNUSED(module), PyObject *args)
         result = Py_NewRef(Py_None);
     } else {
         const uint8_t *p = data.buf;
-        result = Py_BuildValue("(iKK)", (int)hb_node(p), (unsigned long long)get_u64(p + 7),
-                               (unsigned long long)get_u64(p + 15));
+        result = Py_BuildValue("(iKKK)", (int)hb_node(p), (unsigned long long)get_u64(p + 7),
+                               (unsigned long long)get_u64(p + 15), (unsigned long long)get_u64(p + 23));
     }
     PyBuffer_Release(&key);
     PyBuffer_Release(&data);
@@ -918,9 +947,10 @@ static PyObject *mod_decode(PyObject *Py_UNUSED(module), PyObject *args)
 static PyMethodDef module_methods[] = {
     {"sha256", mod_sha256, METH_VARARGS, "sha256(data) -> the 32-byte digest (this module's own SHA-256)."},
     {"hmac_sha256", mod_hmac_sha256, METH_VARARGS, "hmac_sha256(key, msg) -> the 32-byte HMAC-SHA256."},
-    {"encode", mod_encode, METH_VARARGS, "encode(mac_key, node_id, incarnation, seq) -> a heartbeat datagram."},
+    {"encode", mod_encode, METH_VARARGS,
+     "encode(mac_key, node_id, incarnation, seq, epoch) -> a heartbeat datagram."},
     {"decode", mod_decode, METH_VARARGS,
-     "decode(mac_key, datagram) -> (node_id, incarnation, seq), or None if malformed or forged."},
+     "decode(mac_key, datagram) -> (node_id, incarnation, seq, epoch), or None if malformed or forged."},
     {NULL, NULL, 0, NULL},
 };
 

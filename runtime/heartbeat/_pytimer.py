@@ -52,6 +52,7 @@ class _Peer:
     alive_since: int = 0
     last_valid: int = 0
     suspect: bool = False
+    ahead: bool = False  # reported at a newer epoch than this node's, since this node last installed one
 
 
 _COUNTERS = ("ticks", "sent", "send_errors", "received", "rejected_malformed", "rejected_unknown", "rejected_mac",
@@ -89,6 +90,7 @@ class Engine:
             n = len(fds)
             self._peers[peer_id] = _Peer(peer_id, tuple((h, p) for h, p in addresses), [0] * n, [0] * n)
         self._seq = 0
+        self._epoch = 0  # the membership epoch this node installed (guarded by the lock)
         self._lock = threading.Lock()
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._max_lateness_ns = self._max_gap_ns = self._cpu_ns = 0
@@ -121,6 +123,14 @@ class Engine:
         self._thread = None
         os.close(self._stop_fd)
         self._stop_fd = -1
+
+    def set_epoch(self, epoch: int) -> None:
+        if not 0 <= epoch < 2**64:
+            raise OverflowError(f"epoch {epoch} does not fit 64 bits")
+        with self._lock:
+            self._epoch = epoch
+            for peer in self._peers.values():
+                peer.ahead = False
 
     def read_events(self) -> list[tuple[str, int]]:
         with self._lock:
@@ -186,9 +196,11 @@ class Engine:
         now = time.monotonic_ns()
         late = max(0, now - deadline)
         sent = errors = 0
+        with self._lock:
+            epoch = self._epoch
         for index, sock in enumerate(socks):
             self._seq += 1
-            datagram = encode(self._mac_key, self._node_id, self._incarnation, self._seq)
+            datagram = encode(self._mac_key, self._node_id, self._incarnation, self._seq, epoch)
             for peer in self._peers.values():
                 try:
                     sock.sendto(datagram, peer.addresses[index])
@@ -231,7 +243,7 @@ class Engine:
         if not mac_ok(self._mac_key, datagram):
             c["rejected_mac"] += 1
             return
-        _, _, _, incarnation, seq = HEADER.unpack_from(datagram)
+        _, _, _, incarnation, seq, epoch = HEADER.unpack_from(datagram)
         if incarnation == peer.incarnation:
             if seq <= peer.last_seq[net]:
                 c["rejected_replay"] += 1
@@ -254,6 +266,9 @@ class Engine:
         elif peer.last_valid:
             self._max_gap_ns = max(self._max_gap_ns, now - peer.last_valid)
         peer.last_valid = now
+        if epoch > self._epoch and not peer.ahead:
+            peer.ahead = True
+            self._push_event("ahead", peer.id)
 
     def _check_peers(self, now: int) -> None:
         silence_limit = self._period_ns * self._threshold

@@ -48,6 +48,7 @@ class _Engine(Protocol):
                  notify_fd: int) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
+    def set_epoch(self, epoch: int, /) -> None: ...
     def read_events(self) -> list[tuple[str, int]]: ...
     def last_seen(self) -> dict[int, list[int | None]]: ...
     def stats(self) -> dict[str, int]: ...
@@ -71,6 +72,12 @@ class BaseHeartbeatTimer:
     ``("back", p)`` from :meth:`read_events`; :meth:`fileno` is readable
     while events are pending, for ``loop.add_reader``.
 
+    Every heartbeat carries the membership epoch this node installed
+    (:meth:`set_epoch`, 0 until then).  A valid heartbeat from a peer at a
+    newer epoch is reported as ``("ahead", p)``, once per peer until the next
+    :meth:`set_epoch` (the rule of ``spec/heartbeat.py``: a membership was
+    committed without this node).
+
     :meth:`stop` joins the thread and closes the sockets; the event fd stays
     open so pending events can still be read, until :meth:`close` (or the
     end of a ``with`` block).  A stopped timer cannot be started again: make
@@ -92,6 +99,7 @@ class BaseHeartbeatTimer:
         self._peers: dict[int, tuple[Address, ...]] = {}
         self._engine: _Engine | None = None
         self._incarnation = 0
+        self._epoch = 0
         self._sockets = bind_sockets(self._config)
         self._addresses = [(name[0], name[1]) for name in (s.getsockname() for s in self._sockets)]
         self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -126,6 +134,21 @@ class BaseHeartbeatTimer:
         """The bound (address, port) of each network, in order (known even after stop)."""
         return list(self._addresses)
 
+    @property
+    def epoch(self) -> int:
+        """The membership epoch this node's heartbeats carry."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """This node installed membership ``epoch``: its heartbeats carry it from now on, and a peer is reported
+        ``("ahead", p)`` again if it is at a newer one.  Any time, from any thread."""
+        if not 0 <= epoch < 2**64:
+            raise ValueError(f"epoch must be in 0..2**64-1, got {epoch}")
+        with self._lifecycle:
+            self._epoch = epoch
+            if self._engine is not None and self._state == "running":
+                self._engine.set_epoch(epoch)
+
     def set_peers(self, peers: Mapping[int, Sequence[Address]]) -> None:
         """Replace the peers; only before :meth:`start`."""
         checked = check_peers(self._config, peers)
@@ -149,6 +172,7 @@ class BaseHeartbeatTimer:
             list(self._peers.items()), self._config.period_ms * 1_000_000, self._config.missed_threshold,
             self._notify_fd,
         )
+        engine.set_epoch(self._epoch)
         engine.start()
         self._engine = engine
         self._state = "running"
@@ -195,7 +219,7 @@ class BaseHeartbeatTimer:
         return self._notify_fd
 
     def read_events(self) -> list[tuple[str, int]]:
-        """Drain the pending ``("suspect" | "back", peer)`` events, oldest first; never blocks."""
+        """Drain the pending ``("suspect" | "back" | "ahead", peer)`` events, oldest first; never blocks."""
         if self._notify_fd >= 0:
             with contextlib.suppress(BlockingIOError):  # first reset the fd, then drain: no wake-up is lost
                 os.eventfd_read(self._notify_fd)

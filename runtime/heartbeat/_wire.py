@@ -1,17 +1,21 @@
 """The heartbeat datagram, in Python (the C engine has its own byte-compatible copy).
 
-A datagram is 39 bytes, integers in network byte order::
+A datagram is 47 bytes, integers in network byte order::
 
     offset  size  field
          0     4  magic b"WPHB"
-         4     1  version (1)
+         4     1  version (2)
          5     2  sender node id (u16)
          7     8  incarnation (u64, random for each start of the sender)
         15     8  sequence (u64, strictly increasing per sender incarnation)
-        23    16  MAC: HMAC-SHA256(mac_key, bytes 0..22) truncated to 16 bytes
+        23     8  epoch (u64, the membership epoch the sender installed; 0: none yet)
+        31    16  MAC: HMAC-SHA256(mac_key, bytes 0..30) truncated to 16 bytes
 
 with ``mac_key = HMAC-SHA256(cluster_key, b"wolfpack heartbeat")``, so the
-cluster key itself is never used directly on the wire.
+cluster key itself is never used directly on the wire.  The MAC covers the
+epoch: a node that halts on a peer's newer epoch (``peer_ahead``) halts only
+on a heartbeat of the cluster.  Version 1 (without the epoch) is refused as
+malformed: every node of a cluster runs one version.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import hmac
 import struct
 
 MAGIC = b"WPHB"
-VERSION = 1
+VERSION = 2
 MAC_LEN = 16
-HEADER = struct.Struct("!4sBHQQ")
+HEADER = struct.Struct("!4sBHQQQ")
 DATAGRAM_LEN = HEADER.size + MAC_LEN
 KEY_LABEL = b"wolfpack heartbeat"
 
@@ -41,8 +45,8 @@ def derive_mac_key(cluster_key: bytes) -> bytes:
     return hmac_sha256(cluster_key, KEY_LABEL)
 
 
-def encode(mac_key: bytes, node_id: int, incarnation: int, seq: int) -> bytes:
-    header = HEADER.pack(MAGIC, VERSION, node_id, incarnation, seq)
+def encode(mac_key: bytes, node_id: int, incarnation: int, seq: int, epoch: int) -> bytes:
+    header = HEADER.pack(MAGIC, VERSION, node_id, incarnation, seq, epoch)
     return header + hmac_sha256(mac_key, header)[:MAC_LEN]
 
 
@@ -60,9 +64,9 @@ def mac_ok(mac_key: bytes, datagram: bytes) -> bool:
     return hmac.compare_digest(hmac_sha256(mac_key, header)[:MAC_LEN], datagram[HEADER.size :])
 
 
-def decode(mac_key: bytes, datagram: bytes) -> tuple[int, int, int] | None:
-    """``(node_id, incarnation, seq)`` of an authentic datagram, or None if malformed or forged."""
+def decode(mac_key: bytes, datagram: bytes) -> tuple[int, int, int, int] | None:
+    """``(node_id, incarnation, seq, epoch)`` of an authentic datagram, or None if malformed or forged."""
     if not well_formed(datagram) or not mac_ok(mac_key, datagram):
         return None
-    _, _, node_id, incarnation, seq = HEADER.unpack(datagram[: HEADER.size])
-    return node_id, incarnation, seq
+    _, _, node_id, incarnation, seq, epoch = HEADER.unpack(datagram[: HEADER.size])
+    return node_id, incarnation, seq, epoch

@@ -11,7 +11,11 @@ neither messages nor timers, by the rules of ``docs/design/cluster-protocols.md`
   :class:`Database` stores it and says which failover-manager events it
   makes (a group's owner, a paused node, a group's configuration);
 * **one update at a time**: changes to submit wait in a queue; the next is
-  submitted when GUM is idle again (:meth:`NodeApp.after_step`);
+  submitted when GUM is idle again (:meth:`NodeApp.after_step`).  The failover
+  manager's own updates (owners, pauses) were decided for the membership of
+  their time: those still queued when a regroup starts or the node halts are
+  dropped (the failover manager decides again for the next membership, as
+  ``spec/gum.py`` asks of the caller);
 * **groups and resources**: the failover manager's ``group_online`` /
   ``group_offline`` / ``groups_online`` / ``groups_offline`` /
   ``halt_groups`` drive the group machines, whose ``online_resources`` /
@@ -102,6 +106,7 @@ class NodeApp:
     batch_limit: int = 1
     parts: list[Update] = field(default_factory=list)  # the queued updates ``pending`` is made of
     _singles: int = 0  # after a refused batch, its updates go one at a time (only the bad one is refused)
+    _decided: set[int] = field(default_factory=set)  # ids of the failover manager's updates in the queue
 
     # -- GUM payloads ride beside their messages -------------------------------------------
     def attach_payload(self, machine: str, name: str, args: Mapping[str, Any]) -> Update | None:
@@ -118,10 +123,16 @@ class NodeApp:
             return
         if name == "lock_request":
             self.incoming[src] = list(payload or [])
-        elif name == "apply_update" and payload is not None:
+        elif name == "apply_update" and payload is not None and self._takes_sweep(int(args["locker"])):
             self.keep(int(args["seq"]), list(payload))
         elif name == "lock_granted" and self.pending is not None:
             self.keep(int(args["seq"]), self.pending)
+
+    def _takes_sweep(self, locker: int) -> bool:
+        """GUM takes the sweeps of its own locker only (a former locker may still deliver an update nobody
+        else numbered so): keep no payload of a sweep it ignores."""
+        mine = int(self.host.machines["gum"].record.locker)
+        return locker == mine and mine != self.host.node_id
 
     def keep(self, seq: int, payload: Update) -> None:
         """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
@@ -133,12 +144,23 @@ class NodeApp:
             self.store.setdefault(seq, payload)
 
     # -- submitting ---------------------------------------------------------------------------
-    def submit(self, changes: Update) -> Update:
-        """Queue one global update; it is submitted when GUM is idle.  Its payload (reported to ``ended``)."""
+    def submit(self, changes: Update, decided: bool = False) -> Update:
+        """Queue one global update; it is submitted when GUM is idle.  Its payload (reported to ``ended``).
+        ``decided``: the failover manager's decision for the current membership (dropped at the next regroup)."""
         payload = self.database.encode(changes)
         self.queue.append(payload)
+        if decided:
+            self._decided.add(id(payload))
         self.next_submit()
         return payload
+
+    def drop_decisions(self) -> None:
+        """A regroup started or the node halted: the failover manager's queued updates are stale (a placement
+        decided while a node was out may move a group that node runs again once it is back)."""
+        dropped = [u for u in self.queue if id(u) in self._decided]
+        if dropped:
+            self.queue = [u for u in self.queue if id(u) not in self._decided]
+            self._decided.difference_update(id(u) for u in dropped)
 
     def next_submit(self) -> None:
         if self.pending is not None or not self.queue or self.host.machines["gum"].state != "Idle":
@@ -168,6 +190,8 @@ class NodeApp:
             out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
         if machine == "arbitration" and report.name == "won":
             self.hooks.disk_won()
+        if machine == "membership" and report.name in ("regroup_started", "halted"):
+            self.drop_decisions()
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
             if report.name == "committed" and self.pending is not None:
                 self.hooks.committed(int(report.args["seq"]), self.pending)
@@ -176,6 +200,7 @@ class NodeApp:
                 self._singles = len(self.parts)
             else:
                 for part in self.parts:
+                    self._decided.discard(id(part))
                     self.hooks.ended(report.name, part)
             self.pending = None
             self.parts = []
@@ -205,7 +230,7 @@ class NodeApp:
     def _failover_command(self, name: str, args: Mapping[str, Any]) -> None:
         me = self.host.node_id
         if name == "submit_owners":
-            self.submit(list(args["updates"]))
+            self.submit(list(args["updates"]), decided=True)
         elif name == "group_online":
             self._group(int(args["group"]), "online", node=me)
         elif name == "group_offline":
@@ -241,9 +266,14 @@ class NodeApp:
 
     # -- applying global updates --------------------------------------------------------------
     def _payload(self, seq: int) -> Update:
-        if seq not in self.store:  # the locker applies a lock request's payload first
-            holder = self.host.machines["gum"].record.lock_holder
-            self.store[seq] = self.incoming.get(holder, self.pending or [])
+        gum = self.host.machines["gum"].record
+        if gum.locker == self.host.node_id and gum.lock_holder != -1 and gum.locked_seq == seq:
+            # the locker numbers an update and applies it first: its own, or the requester's (whatever an
+            # earlier sweep left under that number is an orphan)
+            holder = gum.lock_holder
+            self.store[seq] = (self.pending or []) if holder == self.host.node_id else self.incoming.get(holder, [])
+        elif seq not in self.store:
+            self.store[seq] = self.incoming.get(gum.lock_holder, self.pending or [])
         return self.store[seq]
 
     def _persist(self, seq: int) -> None:

@@ -6,6 +6,7 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
     nodes 3
     seed 1
     quorum mns          # or: quorum disk (a shared quorum disk, challenge/defense)
+    rejoin after 2000   # a halted node starts its cluster role again, as the daemon does (default: never)
     group web: ip app; app needs ip; preferred 0 1 2
 
     at 0     boot all
@@ -67,6 +68,7 @@ class Scenario:
     nodes: int = 3
     seed: int = 0
     quorum: str = "mns"
+    rejoin_after_ms: int = 0
     groups: list[GroupConfig] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
 
@@ -92,13 +94,19 @@ def parse(path: Path) -> Scenario:
             sc.nodes = _int(line.split()[1], where)
         elif line.startswith("seed "):
             sc.seed = _int(line.split()[1], where)
+        elif line.startswith("rejoin "):
+            words = line.split()
+            if len(words) != 3 or words[1] != "after":
+                raise ScenarioError(f"{where}: cannot read {line!r}; expected 'rejoin after MS'")
+            sc.rejoin_after_ms = _int(words[2], where)
         elif line.startswith("quorum "):
             sc.quorum = line.split()[1]
             if sc.quorum not in QUORUMS:
                 raise ScenarioError(f"{where}: unknown quorum {sc.quorum!r}; use one of {', '.join(QUORUMS)}")
         else:
             raise ScenarioError(f"{where}: cannot read {line!r}; expected 'nodes N', 'seed N', "
-                                "'quorum mns|disk', 'group NAME: ...', 'at MS COMMAND' or 'within MS COMMAND'")
+                                "'quorum mns|disk', 'rejoin after MS', 'group NAME: ...', 'at MS COMMAND' or "
+                                "'within MS COMMAND'")
     if not sc.groups:
         raise ScenarioError(f"{path}: no 'group NAME: resources...' line")
     return sc
@@ -139,7 +147,8 @@ def _group(name: str, body: str, where: str) -> GroupConfig:
 class Runner:
     def __init__(self, scenario: Scenario) -> None:
         self.sc = scenario
-        self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed, quorum=scenario.quorum)
+        self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed, quorum=scenario.quorum,
+                           rejoin_after_ms=scenario.rejoin_after_ms)
         self.timeline: list[str] = []
         self._index = {g.name: i for i, g in enumerate(scenario.groups)}
 

@@ -18,7 +18,11 @@ devices and disks:
   answers come back as its events; the membership machines then use the
   disk rule, with the disk timings of ``spec/defaults.py`` (rounds that
   outlast a challenge, a take-over wait that outlasts a cut-off node's
-  challenge).
+  challenge);
+* with ``rejoin_after_ms`` > 0, a node whose membership machine halted starts
+  its cluster role again, as the daemon does (``node.rejoin_after_ms``): that
+  much later, or as soon as it hears another node's membership message at
+  least ``min(rejoin_after_ms, REJOIN_MIN_MS)`` after its halt.
 
 :meth:`World.violations` checks what must hold at every instant: a group is
 online (any resource not offline) on at most one live node, and only on a
@@ -42,8 +46,13 @@ from wolfpack.runtime.sim.device import SimReservationDevice
 from wolfpack.runtime.sim.network import LinkPolicy
 from wolfpack.spec.core import Emitted
 
-__all__ = ["DURABLE", "QUORUMS", "GroupConfig", "SimDatabase", "World", "group_machine_name",
-           "resource_machine_name"]
+__all__ = ["DURABLE", "QUORUMS", "REJOIN_AFTER_MS", "REJOIN_MIN_MS", "GroupConfig", "SimDatabase", "World",
+           "group_machine_name", "resource_machine_name"]
+
+#: the daemon's default ``node.rejoin_after_ms``: a halted node starts its cluster role again this much later
+REJOIN_AFTER_MS = 2000
+#: the daemon's ``REJOIN_MIN_S``: a halted node that hears a regroup joins it, but not sooner after its halt
+REJOIN_MIN_MS = 500
 
 
 @dataclass
@@ -71,10 +80,17 @@ class SimDatabase:
 
 class World:
     def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
-                 policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns") -> None:
+                 policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns",
+                 rejoin_after_ms: int = 0) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
+        if rejoin_after_ms < 0:
+            raise ValueError(f"rejoin_after_ms must be >= 0 (0: a halted node stays halted), got {rejoin_after_ms}")
         self.n = nodes
+        self.rejoin_after_ms = rejoin_after_ms
+        #: per node: how often its service (re)started its cluster role, and when its membership last halted
+        self._incarnation = dict.fromkeys(range(nodes), 0)
+        self._halted_at: dict[int, int] = {}
         self.groups = list(groups)
         self.op_ms = op_ms
         self.quorum = quorum
@@ -122,8 +138,16 @@ class World:
         sim.feed("membership", "boot")
 
     def restart(self, node: int) -> None:
-        """A crashed node comes back with fresh machines (it remembers nothing) and boots."""
+        """A crashed node comes back, or a halted node's service starts its cluster role again (the daemon's
+        rejoin): fresh machines with what the node keeps on disk, no timer of the old ones, then boot.  A
+        service that did not stop keeps the updates its administrators queued."""
         sim = self.cluster.nodes[node]
+        rejoining = sim.up
+        for handle in sim.timers.values():
+            handle.cancel()
+        sim.timers.clear()
+        self._incarnation[node] += 1
+        self._halted_at.pop(node, None)
         old = sim.machines
         sim.machines = self._machines_for(node)
         # what a node keeps on disk across a restart: the epochs and rounds it took part in (so it never
@@ -135,6 +159,8 @@ class World:
         database = kept_app.database
         assert isinstance(database, SimDatabase)
         self.apps[node] = self._app(sim, database, kept_app.store)
+        if rejoining:
+            self.apps[node].queue = kept_app.queue
         sim.up = True
         self.cluster.network.restart(node)
         self.boot(node)
@@ -149,7 +175,31 @@ class World:
         return message if payload is None else Message(message.machine, message.name, message.args, payload)
 
     def _take_payload(self, node: SimNode, src: int, message: Message) -> None:
+        if message.machine == "membership" and node.node_id in self._halted_at:
+            self._heard_regroup(node.node_id)
         self.apps[node.node_id].take_payload(src, message.machine, message.name, message.args, message.payload)
+
+    # -- a halted node starts its cluster role again (the daemon's node.rejoin_after_ms) -----------------
+    def _halted(self, node: int) -> None:
+        if self.rejoin_after_ms <= 0:
+            return
+        self._halted_at[node] = self.cluster.clock.now
+        incarnation = self._incarnation[node]
+        self.cluster.clock.call_later(self.rejoin_after_ms, lambda: self._rejoin_if_halted(node, incarnation),
+                                      f"rejoin {node}")
+
+    def _heard_regroup(self, node: int) -> None:
+        """A halted node hears a membership message: it joins that regroup (it starts its cluster role again,
+        and the message then reaches its new machines), but not sooner than ``REJOIN_MIN_MS`` after its halt;
+        before that the halted machine ignores the message."""
+        if self.cluster.clock.now - self._halted_at[node] >= min(self.rejoin_after_ms, REJOIN_MIN_MS):
+            self.restart(node)
+
+    def _rejoin_if_halted(self, node: int, incarnation: int) -> None:
+        sim = self.cluster.nodes[node]
+        # a crash ends the service with its timers; a restart since is a new service
+        if sim.up and self._incarnation[node] == incarnation and sim.machines["membership"].state == "Halted":
+            self.restart(node)
 
     # -- effects that are not messages or timers -----------------------------------------
     def _wiring(self, node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
@@ -162,6 +212,8 @@ class World:
             if arm[:2] == (node.node_id, machine) and any(e.get("name") == arm[2] for e in entry.get("effects", [])):
                 self._armed.remove(arm)
                 self.cluster.clock.call_later(0, node.crash, f"armed crash of {node.node_id}")
+        if machine == "membership" and entry.get("dest") == "Halted" and entry.get("source") != "Halted":
+            self._halted(node.node_id)
         self.apps[node.node_id].after_step(machine, entry)
 
     def _command(self, node: SimNode, machine: str, effect: Emitted) -> None:

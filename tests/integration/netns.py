@@ -62,18 +62,25 @@ class Network:
     def heal(self, i: int) -> None:
         ip("-n", self.names[i], "link", "set", "eth0", "up")
 
-    def separate(self, i: int, others: Sequence[int]) -> None:
-        """Node ``i`` drops every packet from and to ``others`` (nftables in its namespace); the rest of the
-        network, a shared disk's target on the switch included, stays reachable."""
-        addresses = ", ".join(self.address(k) for k in others)
-        rules = (f"table inet wpcut {{\n chain in {{ type filter hook input priority 0; ip saddr {{ {addresses} }} "
-                 f"drop; }}\n chain out {{ type filter hook output priority 0; ip daddr {{ {addresses} }} drop; "
-                 "}\n}\n")
-        subprocess.run([*self.prefix(i), "nft", "-f", "-"], input=rules, check=True, capture_output=True, text=True)
+    def drop(self, i: int, rules: Sequence[tuple[str, str]]) -> None:
+        """Node ``i`` drops the packets of each (hook, match), e.g. ``("output", "udp dport 7401")``
+        (nftables in its namespace), until :meth:`undrop`."""
+        nft = [*self.prefix(i), "nft"]
+        subprocess.run([*nft, "add", "table", "inet", "wolfpack_test"], check=True)
+        for hook in ("input", "output"):
+            subprocess.run([*nft, "add", "chain", "inet", "wolfpack_test", hook,
+                            f"{{ type filter hook {hook} priority 0 ; }}"], check=True)
+        for hook, match in rules:
+            subprocess.run([*nft, "add", "rule", "inet", "wolfpack_test", hook, *match.split(), "drop"], check=True)
 
-    def join(self, i: int) -> None:
-        """Undo :meth:`separate`."""
-        subprocess.run([*self.prefix(i), "nft", "delete", "table", "inet", "wpcut"], capture_output=True, text=True)
+    def undrop(self, i: int) -> None:
+        subprocess.run([*self.prefix(i), "nft", "delete", "table", "inet", "wolfpack_test"], check=True)
+
+    def separate(self, i: int, others: Sequence[int]) -> None:
+        """Node ``i`` drops every packet from and to ``others`` until :meth:`undrop`; the rest of the network,
+        a shared disk's target on the switch included, stays reachable."""
+        addresses = "{ " + ", ".join(self.address(k) for k in others) + " }"
+        self.drop(i, [("input", f"ip saddr {addresses}"), ("output", f"ip daddr {addresses}")])
 
     def switch_address(self, host: int = 254) -> str:
         """Give the switch namespace (its bridge) an address on the test subnet, for a service all nodes reach

@@ -161,7 +161,7 @@ def test_the_disk_owner_alone_survives_a_partition_from_the_two_others(disk_lab:
             time.sleep(0.2)
         assert disk_state(disk_lab, owner)["owner"]
     finally:
-        network.join(owner)
+        network.undrop(owner)
     formed(disk_lab, [0, 1, 2], timeout_s=30)
 
 

@@ -15,7 +15,7 @@ import pytest
 from netns import Network, formed
 
 from wolfpack.client import ApiError
-from wolfpack.runtime.daemon.lab import LabCluster
+from wolfpack.runtime.daemon.lab import HEARTBEAT_PORT, TRANSPORT_PORT, LabCluster
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +89,33 @@ def test_a_cut_off_owner_stops_its_resources_and_the_majority_takes_over(lab: La
     network.heal(0)
     formed(lab, [0, 1, 2], 30)  # it starts its cluster role again (node.rejoin_after_ms) and joins
     assert group(lab, 0)["state"] == "Online" and group(lab, 0)["owner"] in (1, 2)
+
+
+def test_an_owner_that_hears_heartbeats_of_a_newer_membership_halts(lab: LabCluster, network: Network) -> None:
+    """Node 2 owns web and loses its transport and its outgoing heartbeats, but still hears the others'
+    heartbeats (a one-way loss): it suspects nobody, while nodes 0 and 1 suspect it, install a membership
+    without it and take web over after the take-over wait.  Node 2 never hears of their regroup (their
+    statuses and proposal travel on the transport); it hears their heartbeats carry the newer epoch
+    (peer_ahead) and halts, stopping web.  Without that rule it stayed Stable in the old membership, and web
+    ran on two nodes."""
+    start(lab)
+    web_group(lab, [2, 0, 1])
+    epoch = lab.client(2).get("/v1/local")["membership"]["epoch"]
+    network.drop(2, [("input", f"tcp dport {TRANSPORT_PORT}"), ("input", f"tcp sport {TRANSPORT_PORT}"),
+                     ("output", f"tcp dport {TRANSPORT_PORT}"), ("output", f"tcp sport {TRANSPORT_PORT}"),
+                     ("output", f"udp dport {HEARTBEAT_PORT}")])
+    formed(lab, [0, 1], 30)
+    lab.wait_for("web online on node 0 or 1", lambda: group(lab, 0)["state"] == "Online"
+                 and group(lab, 0)["owner"] in (0, 1), 15)
+    left_out = lab.client(2).get("/v1/local")
+    assert left_out["membership"]["state"] != "Stable" or left_out["membership"]["epoch"] > epoch, left_out
+    assert left_out["groups"]["web"]["resources"] == {"server": "Offline", "dummy": "Offline"}
+    assert not serving(network, 2) and serving(network, group(lab, 0)["owner"])
+    halts = [s for s in lab.trace(2) if s.get("machine") == "membership" and s.get("trigger") == "peer_ahead"
+             and s.get("dest") == "Halted"]
+    assert len(halts) == 1, "node 2 did not halt on the newer epoch in the heartbeats"
+    network.undrop(2)
+    formed(lab, [0, 1, 2], 30)
 
 
 def test_a_node_with_a_wrong_key_is_refused_and_both_sides_log_it(lab: LabCluster, network: Network) -> None:

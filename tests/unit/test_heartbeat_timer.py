@@ -216,18 +216,20 @@ def test_datagrams_are_byte_identical_in_c_and_python() -> None:
     require_c_extension()
     assert _hbtimer is not None
     mac_key = _wire.derive_mac_key(KEY)
-    for node, incarnation, seq in [(0, 0, 0), (1, 2**64 - 1, 1), (65535, 0x0123456789ABCDEF, 2**63 + 5)]:
-        datagram = _hbtimer.encode(mac_key, node, incarnation, seq)
-        assert datagram == _pytimer.encode(mac_key, node, incarnation, seq)
-        assert len(datagram) == _hbtimer.DATAGRAM_LEN == _wire.DATAGRAM_LEN == 39
-        assert datagram[:5] == b"WPHB\x01"
-        assert _hbtimer.decode(mac_key, datagram) == _pytimer.decode(mac_key, datagram) == (node, incarnation, seq)
+    for node, incarnation, seq, epoch in [(0, 0, 0, 0), (1, 2**64 - 1, 1, 7),
+                                          (65535, 0x0123456789ABCDEF, 2**63 + 5, 2**64 - 1)]:
+        datagram = _hbtimer.encode(mac_key, node, incarnation, seq, epoch)
+        assert datagram == _pytimer.encode(mac_key, node, incarnation, seq, epoch)
+        assert len(datagram) == _hbtimer.DATAGRAM_LEN == _wire.DATAGRAM_LEN == 47
+        assert datagram[:5] == b"WPHB\x02" and datagram[23:31] == epoch.to_bytes(8, "big")
+        assert (_hbtimer.decode(mac_key, datagram) == _pytimer.decode(mac_key, datagram)
+                == (node, incarnation, seq, epoch))
 
 
 def test_decode_refuses_every_altered_byte_and_a_wrong_key(engines: ModuleType) -> None:
     mac_key = _wire.derive_mac_key(KEY)
-    datagram = engines.encode(mac_key, 3, 77, 9)
-    assert engines.decode(mac_key, datagram) == (3, 77, 9)
+    datagram = engines.encode(mac_key, 3, 77, 9, 4)
+    assert engines.decode(mac_key, datagram) == (3, 77, 9, 4)
     for index in range(len(datagram)):
         altered = bytearray(datagram)
         altered[index] ^= 0x01
@@ -365,12 +367,47 @@ def test_forged_heartbeats_do_not_keep_a_dead_peer_alive(spawn: Spawn) -> None:
     two.stop()
     wrong_key = _wire.derive_mac_key(b"not the cluster key")
     # the right sender, incarnation and ever higher sequence numbers: only the MAC is wrong
-    with Flood(lambda n: _wire.encode(wrong_key, 2, incarnation, 2**40 + n), one.addresses()[0]) as flood:
+    with Flood(lambda n: _wire.encode(wrong_key, 2, incarnation, 2**40 + n, 0), one.addresses()[0]) as flood:
         assert next_events(one) == [("suspect", 2)]
         quiet_for(THRESHOLD)
         assert one.read_events() == [], "a forged heartbeat brought the peer back"
     assert flood.count > 0
     assert one.stats()["rejected_mac"] > 0
+
+
+def test_a_peer_at_a_newer_epoch_is_reported_ahead_once_per_installed_epoch(spawn: Spawn) -> None:
+    one, two = spawn(1), spawn(2)
+    one.set_epoch(3)  # before start: the engine takes it
+    wire(one, two)
+    assert next_events(two) == [("ahead", 1)]
+    quiet_for(THRESHOLD)
+    assert two.read_events() == [], "a peer ahead was reported twice for one installed epoch"
+    two.set_epoch(3)  # caught up: nothing to report, and one hears nobody ahead of it
+    quiet_for(THRESHOLD)
+    assert two.read_events() == [] and one.read_events() == []
+    assert (one.epoch, two.epoch) == (3, 3)
+    one.set_epoch(5)  # while running
+    assert next_events(two) == [("ahead", 1)]
+    two.set_epoch(4)  # a newer epoch here, still behind one: reported again
+    assert next_events(two) == [("ahead", 1)]
+    assert one.read_events() == []
+    with pytest.raises(ValueError, match="epoch"):
+        one.set_epoch(-1)
+
+
+def test_the_epoch_is_covered_by_the_mac(spawn: Spawn) -> None:
+    """A datagram whose epoch was raised on the way is refused (it would make the receiver halt)."""
+    one, two = spawn(1), spawn(2)
+    wire(one, two)
+    assert wait_until(lambda: all_seen(one))
+    mac_key = _wire.derive_mac_key(KEY)
+    genuine = _wire.encode(mac_key, 2, two.incarnation, 2**40, 0)
+    raised = genuine[:23] + (9).to_bytes(8, "big") + genuine[31:]
+    assert _wire.decode(mac_key, raised) is None
+    send_each([raised], one.addresses()[0])
+    assert wait_until(lambda: one.stats()["rejected_mac"] == 1), one.stats()
+    quiet_for(THRESHOLD)
+    assert one.read_events() == []
 
 
 def test_replayed_heartbeats_do_not_keep_a_dead_peer_alive(spawn: Spawn) -> None:
@@ -427,10 +464,11 @@ def test_malformed_datagrams_are_counted_and_harmless(spawn: Spawn) -> None:
     wire(one, two)
     assert wait_until(lambda: all_seen(one))
     mac_key = _wire.derive_mac_key(KEY)
-    good = _wire.encode(mac_key, 2, 5, 1)
-    malformed = [b"", b"x", b"WPHB", good[:-1], good + b"\0", b"\xff" * 2000, os.urandom(39),
-                 b"XPHB" + good[4:], good[:4] + b"\x02" + good[5:]]
-    unknown = [_wire.encode(mac_key, 77, 5, 1), _wire.encode(mac_key, 1, 5, 1)]  # a stranger; itself
+    good = _wire.encode(mac_key, 2, 5, 1, 0)
+    version_1 = good[:4] + b"\x01" + good[5:23] + good[31:39]  # 39 bytes, no epoch: an older node's heartbeat
+    malformed = [b"", b"x", b"WPHB", good[:-1], good + b"\0", b"\xff" * 2000, os.urandom(47),
+                 b"XPHB" + good[4:], good[:4] + b"\x03" + good[5:], good[:4] + b"\x01" + good[5:], version_1]
+    unknown = [_wire.encode(mac_key, 77, 5, 1, 0), _wire.encode(mac_key, 1, 5, 1, 0)]  # a stranger; itself
     send_each(malformed + unknown, one.addresses()[0])
     assert wait_until(lambda: one.stats()["rejected"] == len(malformed) + len(unknown)), one.stats()
     stats = one.stats()

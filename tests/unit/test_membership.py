@@ -124,3 +124,77 @@ def test_heartbeats_detect_a_crash_and_the_survivors_regroup() -> None:
     regroup = installs[-1]["t"] - crash_at
     # 5 missed 100 ms periods, then one 200 ms collection round and the acknowledgements
     assert 400 <= detect <= 600 and detect < regroup <= detect + 400
+
+
+def status(src: int, rnd: int, epoch: int, hears: tuple[int, ...], n: int = 3) -> dict[str, int]:
+    return {"src": src, "round": rnd, "disk": 0, "epoch": epoch,
+            **{f"alive{k}": int(k in hears) for k in range(n)}}
+
+
+def test_heartbeats_back_during_a_round_are_told_and_kept() -> None:
+    """Node 0 joins node 2's round still suspecting node 2 (its heartbeat comes a moment after its status):
+    peer_back sends node 0's status again with its new row, and a late copy of the old row does not take the
+    hearing back (rows only gain within a round), so the coordinator keeps node 2 in the proposal."""
+    m = LiveMachine(make_membership_spec(3), me=0)
+    m.step("boot")
+    m.step("suspect", node=2)  # remembered for the next round
+    m.step("status", **status(2, 5, 1, (0, 1, 2)))  # a newer round: node 0 joins it, hearing 0 and 1 only
+    assert not m.record.conn[0 * 3 + 2]
+    effects = m.step("peer_back", node=2)
+    assert [(e.name, e.args["round"], e.args["alive2"]) for e in effects] == [("status", 5, 1)]
+    assert m.record.conn[0 * 3 + 2]
+    m.step("status", **status(1, 5, 1, (0, 1, 2)))  # node 1's second status, after its own peer_back ...
+    m.step("status", **status(1, 5, 1, (0, 1)))  # ... overtaken by its first one
+    effects = m.step("collect_elapsed")
+    install = next(e for e in effects if e.name == "install")
+    assert (install.args["m0"], install.args["m1"], install.args["m2"]) == (1, 1, 1)
+
+
+def test_a_stable_node_that_hears_an_outsider_in_an_old_round_starts_a_round_it_can_join() -> None:
+    """A node back after the others went through several epochs asks in a round they are past: a member starts
+    the next round (the newcomer joins it as a newer round); a late status of a member is still ignored."""
+    c = cluster(3)
+    c.run_for(2000)
+    m = c.nodes[1].machines["membership"]
+    epoch = m.record.epoch
+    m.record = m.record.replace(members=(True, True, False))
+    assert m.step("status", **status(0, epoch, epoch, (0, 1, 2))) == [] and m.state == "Stable"
+    effects = m.step("status", **status(2, epoch, 0, (0, 1, 2)))
+    assert m.state == "Collecting" and m.record.round == epoch + 1
+    assert [e.name for e in effects if e.kind == "send"] == ["status"]
+    assert ("report", "regroup_started") in [(e.kind, e.name) for e in effects]
+
+
+def test_boot_blocks_global_updates_until_a_membership_is_installed() -> None:
+    """Booting is the start of a regroup round: GUM refuses updates until the membership is installed."""
+    m = LiveMachine(make_membership_spec(3), me=0)
+    effects = m.step("boot")
+    assert ("report", "regroup_started") in [(e.kind, e.name) for e in effects]
+
+
+def test_a_member_without_the_disk_gives_up_its_challenge_and_a_lost_one_does_not_halt_it() -> None:
+    """Disk quorum: a returning node coordinates its first round before the holder's status reaches it and
+    challenges for the disk.  When it installs the holder's membership it reports disk_not_needed (wired to the
+    arbitration machine's release); a challenge that still ends lost leaves it in the membership.  The holder
+    never gives its disk up at an install, and a holder that loses its reservation halts."""
+    m = LiveMachine(make_membership_spec(3), me=2, kind=DISK, max_rounds=4)
+    m.step("boot")
+    effects = m.step("collect_elapsed")  # nobody answered yet: no holder in the round
+    assert ("report", "arbitrate") in [(e.kind, e.name) for e in effects]
+    holder = {"src": 1, "round": m.record.round, "disk": 1, "epoch": 5, "alive0": 0, "alive1": 1, "alive2": 1}
+    m.step("status", **holder)
+    install = {"src": 1, "round": m.record.round, "sponsor": 1, "base": 5, "m0": 0, "m1": 1, "m2": 1}
+    m.step("install", **install)
+    effects = m.step("commit", src=1, round=m.record.round)
+    assert m.state == "Stable"
+    assert ("report", "disk_not_needed") in [(e.kind, e.name) for e in effects]
+    assert m.step("disk_lost") == [] and m.state == "Stable"  # the lost challenge: nothing to stop
+
+    owner = LiveMachine(make_membership_spec(3), me=0, kind=DISK)
+    owner.step("boot")
+    owner.step("disk_won")
+    effects = owner.step("collect_elapsed")  # a round that started before the win: the next one counts it
+    effects += owner.step("collect_elapsed")
+    assert owner.state == "Stable" and "disk_not_needed" not in [e.name for e in effects]
+    owner.step("disk_lost")
+    assert owner.state == "Halted"

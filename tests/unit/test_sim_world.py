@@ -3,7 +3,7 @@ cluster-wide invariant checked every 10 simulated milliseconds."""
 
 from __future__ import annotations
 
-from wolfpack.runtime.sim.world import GroupConfig, World
+from wolfpack.runtime.sim.world import REJOIN_AFTER_MS, REJOIN_MIN_MS, GroupConfig, World
 
 WEB = GroupConfig("web", ["ip", "app"], {"app": ["ip"]}, preferred=[0, 1, 2, 3])
 
@@ -62,3 +62,53 @@ def test_same_seed_same_run() -> None:
         world.cluster.run_for(3000)
         traces.append(world.cluster.ndjson())
     assert traces[0] == traces[1]
+
+
+def halted_minority(seed: int = 1) -> tuple[World, int]:
+    """A 3-node world whose halted nodes start again after 2 s (the daemon's default); node 0 is cut off,
+    halts, and the network heals: the time of its halt."""
+    world = World(3, [WEB], seed=seed, rejoin_after_ms=REJOIN_AFTER_MS)
+    world.boot_all()
+    run_checked(world, 3000)
+    partition(world, {0}, {1, 2})
+    while world.cluster.nodes[0].machines["membership"].state != "Halted":
+        run_checked(world, 10)
+    halted_at = world.cluster.clock.now
+    world.cluster.network.heal()
+    return world, halted_at
+
+
+def members(world: World, i: int) -> tuple[int, ...]:
+    return tuple(k for k, m in enumerate(world.cluster.nodes[i].machines["membership"].record.members) if m)
+
+
+def test_a_halted_node_starts_its_cluster_role_again_after_rejoin_after_ms() -> None:
+    world, halted_at = halted_minority()
+    world.cluster.run_for(halted_at + REJOIN_AFTER_MS - 1 - world.cluster.clock.now)
+    assert world.cluster.nodes[0].machines["membership"].state == "Halted"  # nobody regrouped: it waits
+    run_checked(world, 400)
+    assert members(world, 0) == members(world, 1) == (0, 1, 2)
+
+
+def test_a_halted_node_that_hears_a_regroup_joins_that_round() -> None:
+    """Before REJOIN_MIN_MS it ignores the regroup; later it starts again at once, and the status it heard
+    reaches its new membership machine: it takes part in the sender's round."""
+    world, halted_at = halted_minority()
+    world.restart(2)  # node 2's service restarts: it boots a round, node 1 joins it
+    world.cluster.run_for(5)
+    assert world.cluster.nodes[0].machines["membership"].state == "Halted"
+    world.cluster.run_for(halted_at + REJOIN_MIN_MS - world.cluster.clock.now)
+    world.restart(1)
+    sender = world.cluster.nodes[1].machines["membership"].record.round
+    world.cluster.run_for(5)
+    joined = world.cluster.nodes[0].machines["membership"]
+    assert joined.state == "Collecting" and joined.record.round == sender and joined.record.heard[1]
+    run_checked(world, 300)
+    assert members(world, 0) == members(world, 1) == (0, 1, 2)
+
+
+def test_a_crash_ends_the_wait_to_start_again() -> None:
+    world, _ = halted_minority()
+    world.cluster.nodes[0].crash()
+    world.cluster.run_for(REJOIN_AFTER_MS + 500)
+    assert not world.cluster.nodes[0].up
