@@ -10,7 +10,8 @@
 suspicion, to the new membership, and to the group Online on another node (p50, p99, max); the killed node is
 started again between trials.  With ``--disk`` the nodes use disk quorum on a tgtd LUN (on the test network's
 switch namespace) and the time to a survivor winning the quorum disk is reported too.  ``updates``: durable
-global updates per second committed on 3 nodes (every one fsync'd to each node's quorum log and committed to its hive), submitted by concurrent clients on every node.
+global updates per second committed on 3 nodes (every one fsync'd to each node's quorum log and committed to its
+hive), submitted by concurrent clients on every node.
 ``idle``: CPU and RSS of each node's daemon and resource monitor with one group online.  ``saturated``: both
 cores busy with spinning processes for the given time; counts false suspicions (a node suspected while it runs).
 
