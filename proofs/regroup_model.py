@@ -13,6 +13,8 @@ The environment, at any step:
 * lets a heartbeat suspect any node, see it back, or carry a newer epoch
   (``suspect``, ``peer_back``, ``peer_ahead``): heartbeats prove nothing, so
   any suspicion is possible, and a node may hear of a newer epoch at any time;
+* lets a shell fail to load a sponsor's database (``database_unavailable``),
+  at any time;
 * fires a node's timers (``collect_elapsed``, ``install_wait_elapsed``)
   while they run, at any moment: every timing, not only the simulator's;
 * delivers, duplicates, delays or loses any message;
@@ -73,7 +75,8 @@ from wolfpack.spec.quorum import QuorumKind
 #: what a node keeps on disk across a crash (the simulator's ``DURABLE["membership"]``)
 DURABLE = ("epoch", "round", "acked")
 #: the environment's events at a node; the disk's come from the arbitration machine (disk quorum only)
-LOCAL = ("boot", "shutdown", "suspect", "peer_back", "peer_ahead", "collect_elapsed", "install_wait_elapsed")
+LOCAL = ("boot", "shutdown", "suspect", "peer_back", "peer_ahead", "database_unavailable", "collect_elapsed",
+         "install_wait_elapsed")
 DISK_EVENTS = ("disk_won", "disk_lost")
 INSTALLED = ("report", "installed")
 #: epochs the ghost history tracks

@@ -136,6 +136,9 @@ def timeline(replay: Replay, net: NetworkModel) -> Timeline:
                 tl.deviations.append(f"step {step}: node {a.node} hears node {a.args['node']} at a newer epoch "
                                      "(peer_ahead) whatever their epochs; the simulator's heartbeats carry the real "
                                      "one")
+            elif a.trigger == "database_unavailable":
+                tl.deviations.append(f"step {step}: node {a.node} cannot load its sponsor's database "
+                                     "(database_unavailable); the simulator says so only when the sponsor is down")
             elif a.trigger == "peer_back":
                 cut_since.pop(frozenset((a.node, int(a.args["node"]))), None)
                 at += d.HEARTBEAT_PERIOD_MS

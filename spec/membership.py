@@ -376,6 +376,14 @@ def make_membership_spec(n: int) -> Spec:
                                         "suspects": (False,) * n},
                    effects=(Effect("send", "exit", lambda r, e, r2: {"to": -1}), halt),
                    doc="planned stop (ClusterExit): tell the others, stop everything"),
+        Transition("database_unavailable", (STABLE,), HALTED,
+                   update=lambda r, e: {**halt_update,
+                                        "epoch": If(r.epoch >= r.base, If(r.base >= 1, r.base - 1, 0), r.epoch)},
+                   effects=(halt,),
+                   doc="the sponsor's database could not be loaded (the sponsor died or did not answer): this node's "
+                       "database is behind the membership it installed and may hold orphans under committed "
+                       "numbers: halt, and count as installed before the sponsor's epoch, so that at the next join "
+                       "it loads a database rather than offering its own"),
         Transition("peer_ahead", (STABLE,), HALTED, update=lambda r, e: halt_update, effects=(halt,),
                    doc="a node's heartbeats carry a newer epoch than the one installed here: a membership was "
                        "committed without this node hearing of it, and it may leave this node out (the others "
@@ -401,6 +409,7 @@ def make_membership_spec(n: int) -> Spec:
         Ignore("disk_won", (DOWN, HALTED), "not taking part"),
         Ignore("shutdown", (DOWN,), "already down"),
         Ignore("exit", (DOWN, HALTED), "not a member"),
+        Ignore("database_unavailable", (*IN_ROUND, DOWN, HALTED), "a later round, or a halt, came first"),
         Ignore("peer_ahead", (*IN_ROUND, DOWN, HALTED), "in a round, or out: the round (or the next join) settles it"),
     )
 
@@ -427,6 +436,7 @@ def make_membership_spec(n: int) -> Spec:
         Event("disk_lost", "the arbitration machine lost the quorum disk"),
         Event("shutdown", "planned stop of this node"),
         Event("exit", "message: a member leaves on purpose (ClusterExit)", (src,)),
+        Event("database_unavailable", "the shell could not load the sponsor's database that load_database asked for"),
         Event("peer_ahead", "heartbeats from a node that installed a newer epoch than this node", (node_arg,)),
     )
     fields = (

@@ -9,8 +9,10 @@ snapshot into its hive, restarts its quorum log there (its own later records
 are orphans), gives its machines the database (GUM's ``database_loaded``, the
 failover manager's events of the content), and resumes: for the machines the
 transfer happened within the step, as in the simulator.  If the sponsor does
-not answer within ``timeout_s`` the node resumes without it, stays behind, and
-GUM halts it at the next gap (the simulator's dead sponsor).
+not answer within ``timeout_s`` (or its database is unusable) the membership
+machine hears ``database_unavailable`` before anything else of the step, and
+the node halts: its own database may hold orphans under committed numbers
+(the simulator's dead sponsor); it joins again later.
 
 ``db`` messages are handled as they arrive, not on the node's queue: the queue
 is what waits.
@@ -59,9 +61,13 @@ class Transfer:
         if self._waiting is None or self._waiting[0] != sponsor:
             return
         self._waiting = None
-        log.warning("database transfer: node %d did not answer within %.1f s; going on without its database "
-                    "(this node stays behind and halts at the next update it misses)", sponsor, self.timeout_s)
-        self.node.resume()
+        log.warning("database transfer: node %d did not answer within %.1f s; this node halts rather than serve "
+                    "with its own database (it may hold updates the cluster discarded) and joins again later",
+                    sponsor, self.timeout_s)
+        self.node.resume(first=self._unavailable)
+
+    def _unavailable(self) -> None:
+        self.node.feed("membership", "database_unavailable")
 
     def _loaded(self, src: int, message: Message) -> None:
         if self._waiting is None or self._waiting[0] != src:
@@ -77,9 +83,9 @@ class Transfer:
             db.hive.load_snapshot(snapshot)
             db.quorum_log.reset(db.hive)
         except (KeyError, ValueError, TypeError, WolfpackError) as exc:
-            log.error("database transfer: the database from node %d is unusable (%s); going on without it", src,
-                      exc)
-            node.resume()
+            log.error("database transfer: the database from node %d is unusable (%s); this node halts and joins "
+                      "again later", src, exc)
+            node.resume(first=self._unavailable)
             return
         seq = int(message.args["seq"])
         members = [bool(message.args.get(f"alive{k}", 0)) for k in range(node.n)]

@@ -229,8 +229,11 @@ class World:
         nodes) and drops whatever it had beyond it (orphans).  The simulator copies it at this instant; the
         daemon sends a snapshot over the transport."""
         source = self.cluster.nodes[sponsor]
-        if sponsor == node.node_id or not source.up:
-            return  # a dead sponsor cannot send: this node stays behind and GUM halts it at the next gap
+        if sponsor == node.node_id:
+            return
+        if not source.up:  # a dead sponsor cannot send: this node halts before it uses its own database
+            node.feed("membership", "database_unavailable")
+            return
         seq = int(source.machines["gum"].record.last_seq)
         mine, theirs = self.apps[node.node_id], self.apps[sponsor]
         mine.store = {k: v for k, v in theirs.store.items() if k <= seq}
@@ -367,10 +370,12 @@ class World:
         return problems
 
     def _in_cluster(self, i: int) -> bool:
-        """Up, taking part in the membership at the newest epoch any live node installed, GUM not halted
-        (a node still in a superseded epoch will be left out: what it applied alone is an orphan)."""
+        """Up, taking part in the membership at the newest epoch any node installed (a crashed node keeps its
+        epoch on disk), GUM not halted: a node still in a superseded epoch will be left out, and what it applied
+        alone is an orphan, also when the members of the newer epoch have all crashed since (it cannot form on
+        its own, and when they come back it loads their database)."""
         node = self.cluster.nodes[i]
-        newest = max((n.machines["membership"].record.epoch for n in self.cluster.nodes.values() if n.up), default=0)
+        newest = max((n.machines["membership"].record.epoch for n in self.cluster.nodes.values()), default=0)
         return (node.up and node.machines["gum"].state != "Halted"
                 and node.machines["membership"].state not in ("Down", "Halted")
                 and node.machines["membership"].record.epoch == newest)
