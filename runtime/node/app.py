@@ -101,6 +101,8 @@ class NodeApp:
     pending: Update | None = None  # the update this node's GUM is submitting
     store: dict[int, Update] = field(default_factory=dict)  # payload by sequence number
     incoming: dict[int, Update] = field(default_factory=dict)  # lock requests' payloads, by sender
+    #: the payload of the apply_update being handled, by number: kept only if GUM persists it (its rule)
+    offered: dict[int, Update] = field(default_factory=dict)
     queue: list[Update] = field(default_factory=list)
     #: group commit: at most this many queued updates travel as one global update (1: each on its own)
     batch_limit: int = 1
@@ -123,16 +125,12 @@ class NodeApp:
             return
         if name == "lock_request":
             self.incoming[src] = list(payload or [])
-        elif name == "apply_update" and payload is not None and self._takes_sweep(int(args["locker"])):
-            self.keep(int(args["seq"]), list(payload))
+        elif name == "apply_update" and payload is not None:
+            # whether this sweep is taken is GUM's decision: the payload is kept when GUM persists the update
+            # (a former locker may still deliver an update nobody else numbered so, which GUM ignores)
+            self.offered[int(args["seq"])] = list(payload)
         elif name == "lock_granted" and self.pending is not None:
             self.keep(int(args["seq"]), self.pending)
-
-    def _takes_sweep(self, locker: int) -> bool:
-        """GUM takes the sweeps of its own locker only (a former locker may still deliver an update nobody
-        else numbered so): keep no payload of a sweep it ignores."""
-        mine = int(self.host.machines["gum"].record.locker)
-        return locker == mine and mine != self.host.node_id
 
     def keep(self, seq: int, payload: Update) -> None:
         """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
@@ -272,6 +270,8 @@ class NodeApp:
             # earlier sweep left under that number is an orphan)
             holder = gum.lock_holder
             self.store[seq] = (self.pending or []) if holder == self.host.node_id else self.incoming.get(holder, [])
+        elif seq in self.offered:  # the sweep GUM took, in the step handling its message
+            self.keep(seq, self.offered.pop(seq))
         elif seq not in self.store:
             self.store[seq] = self.incoming.get(gum.lock_holder, self.pending or [])
         return self.store[seq]
@@ -283,6 +283,8 @@ class NodeApp:
 
     def _apply(self, seq: int) -> None:
         payload = self._payload(seq)
+        for stale in [k for k in self.offered if k <= seq]:  # sweeps GUM did not take
+            del self.offered[stale]
         self.hooks.applied(seq, payload)
         for trigger, args in self.database.apply(seq, payload):
             self.host.feed("failover", trigger, **args)
