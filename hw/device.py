@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from wolfpack.errors import ConfigError
 from wolfpack.hw import scsi
@@ -160,6 +160,18 @@ class Disk:
 Opener = Callable[..., Transport]
 
 
+NOT_ISCSI = ("is not an iSCSI disk URL; write iscsi://HOST:PORT/TARGET-IQN/LUN, e.g. "
+             "iscsi://10.0.0.9:3260/iqn.2026-01.lab:quorum/1")
+
+
+def _iscsi_lun(parsed: ParseResult) -> tuple[str, str, int] | None:
+    """(portal, target IQN, LUN) of an ``iscsi://`` URL, or None if it is not one."""
+    target, _, number = parsed.path.strip("/").rpartition("/")
+    if not parsed.hostname or not target or not number.isdigit():
+        return None
+    return f"{parsed.hostname}:{parsed.port or 3260}", target, int(number)
+
+
 def open_transport(url: str, *, initiator: str = "iqn.2026-01.org.wolfpack:node", timeout_ms: int = 5_000) -> Transport:
     """The transport a URL names (see the module docstring)."""
     parsed = urlparse(url)
@@ -170,12 +182,11 @@ def open_transport(url: str, *, initiator: str = "iqn.2026-01.org.wolfpack:node"
     if parsed.scheme == "iscsi":
         from wolfpack.hw.iscsi import IscsiTransport
 
-        target, _, number = parsed.path.strip("/").rpartition("/")
-        if not parsed.hostname or not target or not number.isdigit():
-            raise ConfigError(f"{url!r} is not an iSCSI disk URL; write iscsi://HOST:PORT/TARGET-IQN/LUN, e.g. "
-                              "iscsi://127.0.0.1:3260/iqn.2026-01.test.cluster:quorum/1")
-        portal = f"{parsed.hostname}:{parsed.port or 3260}"
-        return IscsiTransport(portal, target, int(number), initiator, timeout_ms=timeout_ms)
+        found = _iscsi_lun(parsed)
+        if found is None:
+            raise ConfigError(f"{url!r} {NOT_ISCSI}")
+        portal, target, number = found
+        return IscsiTransport(portal, target, number, initiator, timeout_ms=timeout_ms)
     if parsed.scheme == "sg":
         from wolfpack.hw.sg import SgTransport
 
@@ -190,10 +201,7 @@ def shared_disk_problem(url: str) -> str | None:
         return ("names an in-memory disk, which exists inside one process only; the nodes need a disk they all "
                 "reach: use iscsi://HOST:PORT/TARGET-IQN/LUN or sg:///dev/sgN")
     if parsed.scheme == "iscsi":
-        target, _, number = parsed.path.strip("/").rpartition("/")
-        if not parsed.hostname or not target or not number.isdigit():
-            return "is not an iSCSI disk URL; write iscsi://HOST:PORT/TARGET-IQN/LUN, e.g. iscsi://10.0.0.9:3260/iqn.2026-01.lab:quorum/1"
-        return None
+        return None if _iscsi_lun(parsed) is not None else NOT_ISCSI
     if parsed.scheme == "sg":
         return None if parsed.path.startswith("/dev/") else "is not a device path; write sg:///dev/sgN"
     return "is not a disk URL: use iscsi://HOST:PORT/TARGET-IQN/LUN or sg:///dev/sgN"
