@@ -87,7 +87,7 @@ from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Or
 
 NODES = 3
 MAX_SEQ = 2
-#: depth of the search for the witnesses (all are reached by depth 5)
+#: depth of the search for the witnesses (all are reached by depth 6)
 BOUND = 6
 ENV = "env"
 #: message type -> its fields besides ``src`` (``uid``: the payload, a ghost)
@@ -95,6 +95,7 @@ MESSAGES: dict[str, tuple[str, ...]] = {
     "lock_request": ("seen", "uid"),
     "lock_granted": ("seq",),
     "unlock": ("seq",),
+    "unlock_query": ("seq",),
     "apply_update": ("seq", "locker", "uid"),
     "applied": ("seq",),
 }
@@ -302,8 +303,7 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
                               slot_of(v, "apply_update", "in", a, b), slot_of(v, "apply_update", "locker", a, b) == lk,
                               slot_of(v, "apply_update", "seq", a, b) == q))))))
             sweeping = And(rk.is_(gum.DELIVERING), rk.own, rk.sending_seq == q)
-            done = And(rk.is_(gum.IDLE, gum.BLOCKED, gum.REQUESTING), rk.last_seq == q,
-                       slot_of(v, "unlock", "in", k, lk), slot_of(v, "unlock", "seq", k, lk) == q, everyone_has(v, q))
+            done = And(rk.is_(gum.IDLE, gum.BLOCKED, gum.REQUESTING), rk.last_seq == q, everyone_has(v, q))
             return Implies(rl.lock_holder == k, And(healthy(v, k), q == rl.last_seq, q >= 1,
                                                     Or(waiting, sweeping, done)))
 
@@ -405,7 +405,8 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
               "a node has a payload for every number up to its last_seq, none past it"),
         lemma("free_lock_everyone_equal", for_locker(free_means_equal), "a free lock: every node has everything"),
         lemma("holder_progress", for_locker(holder_progress),
-              "the lock holder waits for its grant, sweeps, or has unlocked and everybody has the update"),
+              "the lock holder waits for its grant, sweeps, or is done and everybody has the update (its unlock "
+              "may be lost)"),
         lemma("sweeps_hold_the_lock", sweeps,
               "a sweeping node holds the locker's lock for the locker's newest update; the nodes it passed have it"),
         lemma("updates_in_flight_are_the_lockers", for_locker(updates_in_flight),
@@ -436,6 +437,12 @@ def witnesses(n: int, max_seq: int) -> tuple[Property, ...]:
                  "a locker replays an update after its sender died"),
         Property("a_sender_awaits_the_verdict", lambda v: v[node(last)].is_(gum.AWAITING),
                  f"node {last}'s locker died before its sweep reached the new locker: it waits for the replay"),
+        Property("a_lock_granted_over_a_lost_unlock", lambda v: Exists(range(n), lambda lk: Exists(
+            range(n), lambda k: And(k != lk, v[node(lk)].locker == lk, v[node(lk)].lock_holder == k,
+                                    v[node(lk)].locked_seq == 2, v[ENV].unlock__in[slot(n, k, lk)],
+                                    v[ENV].unlock__seq[slot(n, k, lk)] == 1))),
+                 "a holder asked for the lock again having applied its update: the lock it held is granted "
+                 "anew although its unlock is still in flight (lost, to the locker)"),
         Property("a_second_update", lambda v: Exists(range(n), lambda k: v[node(k)].last_seq == max_seq),
                  f"a node applied update {max_seq}"),
     )

@@ -20,6 +20,14 @@ The protocol (USENIX'98 GUM, patent 6,163,855; design decision 4):
   ``applied`` before the next.  It applies the update **itself in its own
   turn of that order, never before the locker** (decision 4), and finally
   sends ``unlock``.
+* **Lost lock messages.**  Nothing acknowledges ``lock_granted`` or ``unlock``;
+  the lock's state tells when one was lost.  A holder that asks for the lock
+  again without the update it was granted lost the grant: the locker sends
+  it again.  A holder that asks again *with* that update has ended its sweep
+  (a sender has one update in flight): its unlock was lost, the lock is
+  freed and granted anew.  A holder that asks nothing more is asked: after
+  ``unlock_query_ms`` the locker sends ``unlock_query(seq)``, and the holder
+  answers ``unlock`` again once it has the update and is not sweeping it.
 * A receiver applies ``seq`` only if it is ``last_seq + 1``; an older one is
   a duplicate, acknowledged and not applied again; a newer one means it
   missed an update: it answers ``apply_failed`` and halts (it is evicted).
@@ -94,6 +102,8 @@ NONE = -1
 LOCK_RETRY_MS = 100
 #: Wolfpack default: how long a sweep waits for an acknowledgement before it delivers again.
 RESEND_MS = 100
+#: Wolfpack default: how long the locker lets another node hold the lock before it asks whether the sweep is over.
+UNLOCK_QUERY_MS = 500
 #: the expressions grow as n**3 (the delivery order is spelled out for every (start, place) pair);
 #: the proofs use 2..4 nodes, the simulator up to this many
 MIN_NODES, MAX_NODES = 2, 64
@@ -247,6 +257,10 @@ def make_gum_spec(n: int) -> Spec:
     def lock_free(r: Any) -> Any:
         return r.lock_holder == NONE
 
+    def sweeping(r: Any, seq: Any) -> Any:
+        """This node sweeps its own update ``seq``."""
+        return And(r.is_(DELIVERING), r.own, r.sending_seq == seq)
+
     def self_grant(r: Any, e: Any) -> Any:
         """The locker gives its own update the next number and applies it first."""
         seq = r.last_seq + 1
@@ -262,9 +276,27 @@ def make_gum_spec(n: int) -> Spec:
     HALT = {"lock_holder": NONE, "next": NONE, "own": False, "sending_seq": 0}
     EVICT_ME = Effect("report", "evict", lambda r, e, a: {"node": r.me})
 
+    def holder_asks(r: Any, e: Any) -> Any:
+        """A lock request from the node the lock is held for."""
+        return And(i_am_locker(r), r.lock_holder == e.src, e.src != r.me)
+
+    def sweep_over(r: Any, e: Any) -> Any:
+        """The holder asks again having applied the update: its sweep ended and its unlock was lost (a sender
+        has one update in flight, so it asks for the next lock only once the last sweep is over)."""
+        return And(holder_asks(r, e), e.seen == r.locked_seq)
+
+    def grant_lost(r: Any, e: Any) -> Any:
+        """The holder asks again without the update: the grant was lost (or this request is a late copy)."""
+        return And(holder_asks(r, e), e.seen + 1 == r.locked_seq)
+
     def grantable(r: Any, e: Any) -> Any:
-        return And(i_am_locker(r), lock_free(r), Not(r.blocked), Select(r.members, e.src), e.src != r.me,
-                   e.seen == r.last_seq)
+        return And(i_am_locker(r), Or(lock_free(r), sweep_over(r, e)), Not(r.blocked), Select(r.members, e.src),
+                   e.src != r.me, e.seen == r.last_seq)
+
+    QUERY_LATER = Effect("start_timer", "unlock_query_elapsed", lambda r, e, a: {"ms": r.unlock_query_ms})
+
+    def held_by_another(r: Any) -> Any:
+        return And(i_am_locker(r), r.lock_holder != NONE, r.lock_holder != r.me)
 
     rows: list[Transition] = [
         Transition("resend_elapsed", (DELIVERING,), None,
@@ -305,17 +337,43 @@ def make_gum_spec(n: int) -> Spec:
                    update=lambda r, e: {"last_seq": r.last_seq + 1, "lock_holder": e.src,
                                         "locked_seq": r.last_seq + 1},
                    effects=(*SELF_APPLY, Effect("send", "lock_granted", lambda r, e, a: {"to": e.src,
-                                                                                        "seq": a.last_seq})),
-                   doc="lock free, requester up to date and a member: number the update, apply it first, grant"),
+                                                                                        "seq": a.last_seq}),
+                            QUERY_LATER),
+                   doc="lock free (or freed: its holder asks again having applied its update, so its unlock was "
+                       "lost), requester up to date and a member: number the update, apply it first, grant; ask "
+                       "the holder after unlock_query_ms if it has not unlocked by then"),
+        Transition("lock_request", LIVE, None, guard=named("grant_lost", grant_lost),
+                   effects=(Effect("send", "lock_granted", lambda r, e, a: {"to": e.src, "seq": r.locked_seq}),
+                            QUERY_LATER),
+                   doc="the holder asks again without the update it was granted: the grant was lost; send it "
+                       "again (a late copy of a request meets a sender that ignores the grant)"),
         Transition("lock_request", LIVE, None, guard=named("busy", lambda r, e: And(
-            i_am_locker(r), Not(grantable(r, e)))),
+            i_am_locker(r), Not(grantable(r, e)), Not(grant_lost(r, e)))),
+                   update=lambda r, e: {"lock_holder": If(sweep_over(r, e), NONE, r.lock_holder)},
                    effects=(Effect("send", "lock_busy", lambda r, e, a: {"to": e.src}),),
-                   doc="the lock is held, a regroup is in progress, or the request is stale: ask again later"),
+                   doc="the lock is held, a regroup is in progress, or the request is stale: ask again later (a "
+                       "holder that asks having applied its update frees its lock)"),
         Transition("lock_request", LIVE, None, guard=named("not_the_locker", lambda r, e: Not(i_am_locker(r))),
                    doc="this node is not the locker (a request from before a membership change)"),
         Transition("unlock", LIVE, None, guard=named("holder_unlocks", lambda r, e: And(
             i_am_locker(r), r.lock_holder == e.src, e.src != r.me, r.locked_seq == e.seq)),
                    update=lambda r, e: {"lock_holder": NONE}, doc="the sender delivered to every member: free"),
+        Transition("unlock_query_elapsed", LIVE, None, guard=named("holder_keeps_the_lock", lambda r, e:
+                                                                   held_by_another(r)),
+                   effects=(Effect("send", "unlock_query", lambda r, e, a: {"to": r.lock_holder,
+                                                                            "seq": r.locked_seq}), QUERY_LATER),
+                   doc="the lock is still held for another node: ask it whether its sweep is over (its unlock may "
+                       "have been lost), and again later"),
+        Transition("unlock_query_elapsed", LIVE, None, guard=named("lock_given_back", lambda r, e: Not(
+            held_by_another(r))), doc="the lock was freed (or is the locker's own): a late timer"),
+        Transition("unlock_query", LIVE, None, guard=named("sweep_is_over", lambda r, e: And(
+            e.src == r.locker, Not(i_am_locker(r)), r.last_seq >= e.seq, Not(sweeping(r, e.seq)))),
+                   effects=(Effect("send", "unlock", lambda r, e, a: {"to": e.src, "seq": e.seq}),),
+                   doc="this node has the update and is not sweeping it: its sweep is over, unlock again"),
+        Transition("unlock_query", LIVE, None, guard=named("sweep_not_over", lambda r, e: Not(And(
+            e.src == r.locker, Not(i_am_locker(r)), r.last_seq >= e.seq, Not(sweeping(r, e.seq))))),
+                   doc="still sweeping it, still waiting for its grant (the retry brings it again), or not from "
+                       "this node's locker: no answer"),
         Transition("unlock", LIVE, None, guard=named("stale_unlock", lambda r, e: Not(And(
             i_am_locker(r), r.lock_holder == e.src, e.src != r.me, r.locked_seq == e.seq))),
                    doc="not from the holder of this lock (late, duplicated, or the lock was replayed)"),
@@ -573,8 +631,8 @@ def make_gum_spec(n: int) -> Spec:
           for t in ("lock_granted", "lock_busy", "update_failed")),
         Ignore("applied", (IDLE, BLOCKED, REQUESTING, AWAITING, HALTED), "not sweeping: a late acknowledgement"),
         *(Ignore(t, (HALTED,), "GUM is halted on this node")
-          for t in ("lock_request", "unlock", "apply_update", "apply_failed", "peer_failed", "apply_error",
-                    MEMBERSHIP, "regroup_started", "halt")),
+          for t in ("lock_request", "unlock", "unlock_query", "unlock_query_elapsed", "apply_update", "apply_failed",
+                    "peer_failed", "apply_error", MEMBERSHIP, "regroup_started", "halt")),
         Ignore("regroup_started", (BLOCKED,), "already blocked"),
         Ignore("database_loaded", (HALTED,), "GUM is halted on this node: it must rejoin first"),
     )
@@ -591,6 +649,9 @@ def make_gum_spec(n: int) -> Spec:
         Event("lock_busy", "message from the locker: the lock is held; ask again later", (src,)),
         Event("update_failed", "message from the locker: it could not apply the update", (src, seq)),
         Event("unlock", "message to the locker: the sweep of seq is over", (src, seq)),
+        Event("unlock_query", "message from the locker: is the sweep of seq over? (its unlock may have been lost)",
+              (src, seq)),
+        Event("unlock_query_elapsed", "timer: the locker asks the lock's holder whether its sweep is over"),
         Event("apply_update", "message: apply update seq (of the sweep granted by locker)",
               (src, seq, Arg("locker", 0, n, "the locker that granted the sweep", hi_max=n))),
         Event("applied", "message: the node has update seq", (src, seq)),
@@ -612,6 +673,8 @@ def make_gum_spec(n: int) -> Spec:
         Field("lock_retry_ms", int, LOCK_RETRY_MS, "wait before asking for a busy lock again", lo=1, param=True),
         Field("resend_ms", int, RESEND_MS, "wait for an acknowledgement before delivering again", lo=1,
               param=True),
+        Field("unlock_query_ms", int, UNLOCK_QUERY_MS, "at the locker: how long a lock may be held for another "
+              "node before the locker asks it whether its sweep is over", lo=1, param=True),
         Field("members", bool, (True,) * n, "installed membership", length=n),
         Field("locker", int, 0, "the locker node", lo=0, hi=n - 1),
         Field("last_seq", int, 0, "highest sequence number applied here", lo=0),

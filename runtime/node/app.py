@@ -115,7 +115,7 @@ class NodeApp:
         """The payload to send with a message of ``machine``."""
         if machine == "gum" and name == "lock_request":
             return self.pending
-        if machine == "gum" and name == "apply_update":
+        if machine == "gum" and name in ("apply_update", "lock_granted"):
             return self.store.get(int(args["seq"]))
         return None
 
@@ -130,7 +130,9 @@ class NodeApp:
             # (a former locker may still deliver an update nobody else numbered so, which GUM ignores)
             self.offered[int(args["seq"])] = list(payload)
         elif name == "lock_granted" and self.pending is not None:
-            self.keep(int(args["seq"]), self.pending)
+            # the grant carries what the locker applied under that number: the sweep delivers that (a grant sent
+            # again to a holder that restarted meanwhile carries its former incarnation's update, not ``pending``)
+            self.keep(int(args["seq"]), self.pending if payload is None else list(payload))
 
     def keep(self, seq: int, payload: Update) -> None:
         """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
@@ -191,7 +193,10 @@ class NodeApp:
         if machine == "membership" and report.name in ("regroup_started", "halted"):
             self.drop_decisions()
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
-            if report.name == "committed" and self.pending is not None:
+            outcome = report.name
+            if outcome == "committed" and self.store.get(int(report.args["seq"]), self.pending) != self.pending:
+                outcome = "aborted"  # the sweep carried another update under that number (see take_payload)
+            if outcome == "committed" and self.pending is not None:
                 self.hooks.committed(int(report.args["seq"]), self.pending)
             if report.name == "refused" and len(self.parts) > 1:  # try them one by one: only the bad one fails
                 self.queue[0:0] = self.parts
@@ -199,7 +204,7 @@ class NodeApp:
             else:
                 for part in self.parts:
                     self._decided.discard(id(part))
-                    self.hooks.ended(report.name, part)
+                    self.hooks.ended(outcome, part)
             self.pending = None
             self.parts = []
         return out
@@ -270,8 +275,11 @@ class NodeApp:
             # earlier sweep left under that number is an orphan)
             holder = gum.lock_holder
             self.store[seq] = (self.pending or []) if holder == self.host.node_id else self.incoming.get(holder, [])
-        elif seq in self.offered:  # the sweep GUM took, in the step handling its message
-            self.keep(seq, self.offered.pop(seq))
+        elif seq in self.offered:
+            # the sweep GUM took, in the step handling its message: GUM persists only the number after the last
+            # it applied, so this payload is the update under that number, whatever an earlier incarnation kept
+            # there (its own update granted before it halted is an orphan)
+            self.store[seq] = self.offered.pop(seq)
         elif seq not in self.store:
             self.store[seq] = self.incoming.get(gum.lock_holder, self.pending or [])
         return self.store[seq]

@@ -42,16 +42,3 @@ def test_cli_prints_the_timeline_and_saves_the_trace(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", str(STORIES[0]), "--trace", str(trace)])
     assert result.exit_code == 0, result.output
     assert "every expectation held" in result.output and trace.read_text().count("\n") > 100
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a lost unlock holds GUM's lock for ever: see "
-                   "docs/design/cluster-protocols.md, 'Found, not fixed'")
-def test_a_lost_unlock_does_not_hold_the_lock_for_ever() -> None:
-    """The story expects the locker's own update to be committed after a sweep whose unlock was lost; today the
-    lock stays with the sender.  Any other failure of the story is an error, not this known one."""
-    try:
-        run_file(Path(__file__).parent / "known" / "lost_unlock_holds_the_lock.sim")
-    except ScenarioError as exc:
-        if "'expect config k=2 on 0,1,2' did not hold" in str(exc):
-            raise AssertionError(f"the lock was never freed: {exc}") from exc
-        raise

@@ -239,6 +239,70 @@ def test_a_request_that_raced_with_an_update_is_told_busy_and_asks_again_up_to_d
     assert p.db == {k: ["a", "b"] for k in range(3)}
 
 
+def lose(pump: Pump, name: str) -> Msg:
+    """Take the first queued message of that name off the network."""
+    msg = next(m for m in pump.queue if m.name == name)
+    pump.queue.remove(msg)
+    return msg
+
+
+def test_a_lost_grant_is_sent_again_when_the_holder_asks_again() -> None:
+    p = Pump(3)
+    p.submit(2, "u")
+    p.deliver("lock_request")  # the locker applies u as seq 1 and grants
+    lose(p, "lock_granted")
+    p.feed(2, "lock_retry_elapsed")  # node 2 asks again, still without the update
+    p.run()
+    assert order_of(p, 1) == [0, 1, 2], "the locker applied u once, then the sweep went on as granted"
+    assert p.db == {k: ["u"] for k in range(3)} and p.reports[2] == [("committed", {"seq": 1})]
+    assert p.rec(0).lock_holder == -1
+
+
+def test_a_holder_that_asks_again_with_its_update_had_its_unlock_lost_and_is_granted_anew() -> None:
+    p = Pump(3)
+    p.submit(2, "u")
+    for name in ("lock_request", "lock_granted", "apply_update", "applied"):
+        p.deliver(name)  # node 2's sweep is over: it applied u and sends unlock
+    lose(p, "unlock")
+    assert p.rec(0).lock_holder == 2, "the lock is still held for node 2"
+    p.submit(2, "v")
+    p.run()
+    assert p.db == {k: ["u", "v"] for k in range(3)}
+    assert p.rec(0).lock_holder == -1 and p.report_names(2) == ["committed", "committed"]
+
+
+def test_the_locker_asks_a_holder_that_keeps_the_lock_and_it_unlocks_again() -> None:
+    p = Pump(3)
+    p.submit(2, "u")
+    for name in ("lock_request", "lock_granted", "apply_update", "applied"):
+        p.deliver(name)
+    lose(p, "unlock")
+    p.submit(0, "w")  # the locker's own update waits for the lock
+    assert p.state(0) == "Requesting"
+    p.feed(0, "unlock_query_elapsed")
+    query = p.deliver("unlock_query")
+    assert (query.dst, query.args) == (2, {"seq": 1})
+    p.deliver("unlock")
+    assert p.rec(0).lock_holder == -1
+    p.settle()
+    assert p.db == {k: ["u", "w"] for k in range(3)} and p.report_names(0) == ["committed"]
+
+
+def test_a_holder_still_sweeping_or_still_waiting_for_its_grant_does_not_unlock() -> None:
+    p = Pump(3)
+    p.submit(2, "u")
+    p.deliver("lock_request")
+    p.feed(0, "unlock_query_elapsed")
+    p.deliver("unlock_query")  # node 2 has no grant yet
+    assert not any(m.name == "unlock" for m in p.queue)
+    p.deliver("lock_granted")  # node 2 sweeps: node 1 has not acknowledged
+    p.feed(0, "unlock_query_elapsed")
+    p.deliver("unlock_query")
+    assert not any(m.name == "unlock" for m in p.queue) and p.rec(0).lock_holder == 2
+    p.run()
+    assert p.db == {k: ["u"] for k in range(3)} and p.rec(0).lock_holder == -1
+
+
 def test_duplicates_are_acknowledged_and_not_applied_again() -> None:
     p = Pump(3)
     p.submit(1, "u")
