@@ -49,6 +49,7 @@ write the old owner had in flight may still land (``late`` in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import struct
@@ -329,10 +330,13 @@ class DiskLog(ReplayLog):
             raise StaleLog(f"the quorum log on {self.disk.name} was written by another node since this node read "
                            "it (it lost and regained the disk?): read it again (refresh) and catch up before writing")
 
-    def checkpoint(self, hive: Hive) -> int:
+    def checkpoint(self, hive: Hive, *, epoch: int = 0) -> int:
         """Save the hive as the new checkpoint, with the records after it, and start the log afresh; return its
-        sequence number."""
+        sequence number.  ``epoch``: a membership epoch to record with it (the checkpoint carries the newer of
+        it and the hive's), so that :attr:`epoch` is at least that afterwards."""
         content = self._check_checkpoint(hive)
+        if epoch > content.epoch:
+            content = dataclasses.replace(content, epoch=epoch)
         seq = content.last_seq
         tail = [r for r in self._records if r.seq > seq]
         snapshot = encode_snapshot(content)
@@ -346,6 +350,7 @@ class DiskLog(ReplayLog):
         self._write_slot(self.disk, self.slot_lba(slot), self.block_size, self.log_id, self.generation + 1, seq, data)
         self.slot, self.generation = slot, self.generation + 1
         self._checkpoint, self._checkpoint_blob, self._checkpoint_seq = content, snapshot, seq
+        self._epoch = max(self._epoch, content.epoch)
         self._log, self._end, self._records = [], 0, tail
         self._last_seq = tail[-1].seq if tail else seq
         log.info("quorum log on %s: checkpoint at update %d (generation %d), %d later record(s) kept",

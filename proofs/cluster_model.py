@@ -36,13 +36,19 @@ prefixes of one sequence), changed only by the group's own rows (online on a
 node, a move completing); the failover manager's choice of node is free
 here, so every placement is covered.
 
+Under disk quorum the disk records epochs (``recorded``): the holder writes
+the epoch of every round it acknowledges or proposes before that round can
+be committed, and a node that wins the disk starts its rounds above what is
+recorded there (the membership machine's ``record_epoch`` and
+``disk_epoch``).  A disk regroup therefore commits an epoch above the
+recorded one and records it.  (Without the record, a node that won the disk
+after the last membership halted committed an epoch above its own, which
+could be one already committed: the story ``disk_epochs_never_repeat``.)
+
 Properties: a group is active on at most one node; an active group's owner
-is a member of the latest committed membership; and, under Majority Node
-Set, every committed membership has a new epoch (one committed membership
-per epoch).  Under disk quorum that last one does not hold (witness
-``disk_epoch_reused``): a node that wins the disk after the last membership
-halted commits an epoch above its own, which can be one that was already
-committed; the disk does not carry epochs.
+is a member of the latest committed membership; and every committed
+membership has a new epoch (one committed membership per epoch), under both
+quorum kinds.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ def cluster_spec(n: int) -> Spec:
             Field("epoch", int, 0, "epoch of the latest committed membership (0: none yet)", lo=0),
             Field("members", bool, (False,) * n, "the latest committed membership", length=n),
             Field("disk", int, NOBODY, "who holds the quorum disk (-1: nobody)", lo=NOBODY, hi=n - 1),
+            Field("recorded", int, 0, "the newest epoch recorded on the quorum disk (disk quorum)", lo=0),
             Field("reused", bool, False, "ghost: some regroup committed an epoch not above the latest"),
         ),
         events=(), transitions=())
@@ -111,9 +118,11 @@ def properties(n: int) -> tuple[Property, ...]:
         return c(v).kind == QuorumKind.MNS
 
     return (
-        Property("one_membership_per_epoch_under_mns", lambda v: Implies(mns(v), Not(c(v).reused)),
-                 "under Majority Node Set every committed membership has an epoch above the latest one: one "
-                 "committed membership per epoch"),
+        Property("one_membership_per_epoch", lambda v: Not(c(v).reused),
+                 "every committed membership has an epoch above the latest one: one committed membership per "
+                 "epoch (under disk quorum, above every epoch recorded on the disk)"),
+        Property("disk_records_the_latest_epoch", lambda v: Implies(Not(mns(v)), c(v).recorded >= c(v).epoch),
+                 "under disk quorum the disk records the latest committed epoch", reported=False),
         Property("active_owner_in_latest_membership", lambda v: Implies(active(v.group), Exists(ks, lambda k: And(
             v.group.owner == k, c(v).members[k]))),
                  "an active group's recorded owner is a member of the latest committed membership"),
@@ -128,10 +137,6 @@ def properties(n: int) -> tuple[Property, ...]:
             c(v).members, c(v).configured)),
                  "under Majority Node Set the latest committed membership holds a majority", reported=False),
     )
-
-
-def _reused_on_disk(v: View) -> Any:
-    return And(v[CLUSTER].kind == QuorumKind.DISK, v[CLUSTER].reused)
 
 
 # -- the model ------------------------------------------------------------------------------------------------
@@ -166,9 +171,6 @@ def build_cluster_model(group: Spec, nodes: Spec, n: int = NODES) -> Model:
         *owned.witnesses,
         Property("active_again_after_its_owner_halted", lambda v: And(active(v.group), v.group.failover_count >= 1),
                  "the group's owner halted (left out, left or evicted) and the group is active again"),
-        Property("disk_epoch_reused", _reused_on_disk,
-                 "under disk quorum a regroup commits an epoch that was already committed (the disk does not carry "
-                 "epochs: a node that wins it after the last membership halted starts from its own)"),
     )
     return Model(f"cluster[n={n}]", f"membership (atomic regroups under the quorum rule), quorum, {n} nodes and one "
                  f"group of {len(group.field('res').default)} resources; take-over waits for the halt (decision 3)",
@@ -178,6 +180,9 @@ def build_cluster_model(group: Spec, nodes: Spec, n: int = NODES) -> Model:
 
 class ClusterSystem(System):
     """The ownership product's steps, plus the regroup outcome and the disk changing hands."""
+
+    #: under disk quorum a regroup commits an epoch above the one recorded on the disk (a test turns it off)
+    disk_records_epochs = True
 
     def _build(self, pre: Frame, post: Frame) -> list[Choice]:
         choices = super()._build(pre, post)
@@ -204,8 +209,11 @@ class ClusterSystem(System):
             *[z3.Or(b == 0, b == 1) for b in bits], z3.Or(*chosen),
             *[z3.Implies(chosen[k], taking_part[k]) for k in ks],
             *[z3.Implies(chosen[k], epoch > nodes[k].record.epoch) for k in ks],
+            z3.Implies(to_bool(c.kind == QuorumKind.DISK), epoch > c.recorded) if self.disk_records_epochs
+            else z3.BoolVal(True),
             to_bool(quorum.survives(c.kind, chosen, c.configured, tuple(c.disk == k for k in ks))),
             c2.epoch == epoch, *[c2.members[k] == chosen[k] for k in ks], c2.disk == c.disk,
+            c2.recorded == z3.If(to_bool(c.kind == QuorumKind.DISK), epoch, c.recorded),
             c2.reused == z3.Or(c.reused, epoch <= c.epoch), *self._cluster_params(pre, post),
         ]
         followers: list[FollowerPart] = []
@@ -250,7 +258,7 @@ class ClusterSystem(System):
         holder = self.step_var(f"{CLUSTER}.holder", z3.IntSort())
         c, c2 = pre.parts[CLUSTER].record, post.parts[CLUSTER].record
         n = len(c.members)
-        same = [to_bool(getattr(c2, f) == getattr(c, f)) for f in ("epoch", "reused")]
+        same = [to_bool(getattr(c2, f) == getattr(c, f)) for f in ("epoch", "recorded", "reused")]
         same += [c2.members[k] == c.members[k] for k in range(n)]
         holds = z3.And(holder >= NOBODY, holder < n, c2.disk == holder, *same, *self._cluster_params(pre, post),
                        *self._stay(pre, post, {CLUSTER}))

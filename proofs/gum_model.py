@@ -361,6 +361,12 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
             Implies(And(rl.lock_holder == k, slot_of(v, "unlock", "seq", k, lk) == rl.locked_seq), And(
                 everyone_has(v, rl.locked_seq), Not(And(rec(v, k).is_(gum.DELIVERING), rec(v, k).own)))))))
 
+    def queries_in_flight(v: View, lk: int) -> Any:
+        rl = rec(v, lk)
+        return ForAll(ks, lambda k: Implies(And(k != lk, healthy(v, k), slot_of(v, "unlock_query", "in", lk, k)), Or(
+            rec(v, k).last_seq >= slot_of(v, "unlock_query", "seq", lk, k),
+            And(rl.lock_holder == k, rl.locked_seq == slot_of(v, "unlock_query", "seq", lk, k)))))
+
     def pending_not_applied(v: View, lk: int) -> Any:
         rl = rec(v, lk)
         return ForAll(ks, lambda k: Implies(And(healthy(v, k), rec(v, k).is_(gum.REQUESTING)), And(
@@ -384,6 +390,7 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
                 Implies(slot_of(v, "apply_update", "in", a, b), ForAll(ks, lambda t: Implies(
                     And(tag == t, healthy(v, t)), is_locker(v, t)))),
                 Implies(And(slot_of(v, "lock_granted", "in", a, b), healthy(v, a)), is_locker(v, a)),
+                Implies(And(slot_of(v, "unlock_query", "in", a, b), healthy(v, a)), is_locker(v, a)),
                 Implies(And(slot_of(v, "lock_request", "in", a, b), healthy(v, b)), is_locker(v, b)),
                 Implies(And(slot_of(v, "unlock", "in", a, b), healthy(v, b)), is_locker(v, b)))
 
@@ -416,6 +423,8 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
         lemma("requests_in_flight", for_locker(requests_in_flight),
               "a request the locker would grant comes from a waiting node, with its pending payload"),
         lemma("unlocks_in_flight", for_locker(unlocks_in_flight), "an unlock that would free the lock is true"),
+        lemma("queries_in_flight", for_locker(queries_in_flight),
+              "a query in flight asks about an update its node has, or about the lock it holds now"),
         lemma("pending_not_applied", for_locker(pending_not_applied), "a waiting node's update is not applied yet"),
         lemma("live_lockers_are_current", live_lockers_are_current,
               "a message tagged with, from or to a live node as the locker is from the current locker's time "

@@ -40,15 +40,16 @@ the model).  The checks are bounded model checking: a run of at most
 that such runs form, regroup and halt.
 
 Under disk quorum (``wolfpack verify --deep``) the environment holds the disk
-(ghost ``disk``): ``disk_won`` reaches a node only while nobody holds it, and
-``disk_lost`` only the holder, which frees it (the old owner learns it lost
-before a challenger wins).  The three properties do not hold there without
-more of decision 7's timing, and the model shows it: its witnesses are an
-epoch installed twice (a holder that lost the disk halted, and the next one
-formed at its own next round) and a set committed on the acknowledgement of a
-holder that has lost the disk since.  What keeps groups safe under disk
-quorum is the take-over wait (decision 7), which ``cluster[n=3]`` assumes and
-``wolfpack verify timing`` checks.
+(ghost ``disk``) and the epoch recorded on it (ghost ``recorded``, written by
+the holder's ``record_epoch``): a node reads that epoch (``disk_epoch``) then
+wins the disk (``disk_won``) only while nobody holds it, and ``disk_lost``
+reaches only the holder, which frees it (the old owner learns it lost before a
+challenger wins).  ``one_membership_per_epoch`` and ``stable_nodes_agree``
+are checked there; ``committed_sets_have_quorum`` does not hold without more
+of decision 7's timing, and the model shows it: its witness is a set
+committed on the acknowledgement of a holder that has lost the disk since.
+What keeps groups safe then is the take-over wait (decision 7), which
+``cluster[n=3]`` assumes and ``wolfpack verify timing`` checks.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ DURABLE = ("epoch", "round", "acked")
 #: the environment's events at a node; the disk's come from the arbitration machine (disk quorum only)
 LOCAL = ("boot", "shutdown", "suspect", "peer_back", "peer_ahead", "database_unavailable", "collect_elapsed",
          "install_wait_elapsed")
-DISK_EVENTS = ("disk_won", "disk_lost")
+DISK_EVENTS = ("disk_won", "disk_lost", "disk_epoch")
+#: the membership machine's command that writes a round's epoch on the disk it holds
+RECORD = ("command", "record_epoch")
 INSTALLED = ("report", "installed")
 #: epochs the ghost history tracks
 EPOCHS = 3
@@ -86,7 +89,7 @@ EPOCHS = 3
 DEPTHS = {(3, QuorumKind.MNS): 6, (4, QuorumKind.MNS): 7}
 SIZES = tuple(DEPTHS)
 #: checked only by ``wolfpack verify --deep`` (minutes): disk quorum, at the depth its witnesses need
-DEEP_DEPTHS = {(3, QuorumKind.DISK): 8}
+DEEP_DEPTHS = {(3, QuorumKind.DISK): 9}
 NOBODY = -1
 
 
@@ -103,13 +106,18 @@ class Installs(Ghost):
                   length=epochs * n),
             Field("quorate", bool, (False,) * epochs, "that install met the quorum rule", length=epochs),
             Field("disk", int, NOBODY, "who holds the quorum disk (-1: nobody)", lo=NOBODY, hi=n - 1),
+            Field("recorded", int, 0, "the newest epoch recorded on the quorum disk", lo=0),
+            Field("reader", int, NOBODY, "the node that read the disk's epoch and wins the disk next (-1: none)",
+                  lo=NOBODY, hi=n - 1),
         )
 
     def allowed(self, system: NetworkSystem, k: int, trigger: str, env: Record) -> Any:
-        if trigger == "disk_won":
-            return env.disk == NOBODY
+        if trigger == "disk_won":  # the shell reads the disk's epoch first (disk_epoch), then the node holds it
+            return And(env.disk == NOBODY, env.reader == k)
         if trigger == "disk_lost":
             return env.disk == k
+        if trigger == "disk_epoch":
+            return And(env.disk == NOBODY, system.event_args(k, trigger, env).epoch == env.recorded)
         return True
 
     @staticmethod
@@ -130,10 +138,19 @@ class Installs(Ghost):
                                      env.set[e * n + k])
             rule = [(c, quorum.survives(self.kind, f.after.members, f.before.configured, holder)) for c, f in now]
             quorate[e] = If(first, system.chain(rule, False), env.quorate[e])
+        recorded: Any = env.recorded
+        for f in fired:
+            for eff in f.row.effects:
+                if (eff.kind, eff.name) == RECORD:  # written through the reservation: only its holder can
+                    epoch = dict(eff.args(f.before, f.args, f.after) if eff.args else {})["epoch"]
+                    when = True if eff.when is None else eff.when(f.before, f.args)
+                    recorded = If(And(f.fired, when, env.disk == f.who, epoch > recorded), epoch, recorded)
         won = [(system.acting(k, lambda a: a.kind == "local" and a.trigger == "disk_won"), k) for k in ks]
         lost = Or(*[system.acting(k, lambda a: a.kind == "local" and a.trigger == "disk_lost") for k in ks])
+        read = [(system.acting(k, lambda a: a.kind == "local" and a.trigger == "disk_epoch"), k) for k in ks]
         return {"used": tuple(used), "set": tuple(sets), "quorate": tuple(quorate),
-                "disk": system.chain(won, If(lost, NOBODY, env.disk))}
+                "disk": system.chain(won, If(lost, NOBODY, env.disk)), "recorded": recorded,
+                "reader": system.chain(read, If(Or(*[c for c, _ in won]), NOBODY, env.reader))}
 
     def limits(self, system: NetworkSystem, env: Record, fired: Sequence[FiredRow]) -> list[Any]:
         return [Implies(f.fired, f.after.epoch <= self.epochs) for f in self.installs(fired)]
@@ -193,11 +210,8 @@ def witnesses(n: int, kind: QuorumKind) -> tuple[Property, ...]:
         v[NET].crashed[k], v[node(k)].is_(*membership.IN_ROUND), v[node(k)].acked >= 1)),
                     "a node that acknowledged a proposal crashed, restarted and takes part in a round again")
     if kind == QuorumKind.DISK:
-        one, _, quorate = properties(n)
+        _, _, quorate = properties(n)
         return (installed, back,
-                Property("an_epoch_installed_twice", lambda v: Not(one.holds(v)),
-                         "two sets are installed at one epoch: the first holder halted after losing the disk, and "
-                         "the next forms at its own next round"),
                 Property("installed_after_the_holder_lost_the_disk", lambda v: Not(quorate.holds(v)),
                          "a coordinator commits with the acknowledgement of the disk holder, which lost the disk "
                          "after acknowledging"))
@@ -206,10 +220,11 @@ def witnesses(n: int, kind: QuorumKind) -> tuple[Property, ...]:
     return installed, two, left_out, back
 
 
-#: why the disk model has witnesses where the others have properties
-DISK_NOTE = ("under disk quorum the membership properties need decision 7's timing (the old owner stops before a "
-             "challenger wins, and the take-over waits for it): without it an epoch is installed twice and a set is "
-             "committed on the acknowledgement of a holder that has lost the disk since; the witnesses show both")
+#: why the disk model has a witness where the others have a property
+DISK_NOTE = ("the disk records the epoch of every round its holder acknowledges or proposes, and a node that wins "
+             "it starts its rounds above what is recorded: one membership per epoch; but a set may be committed on "
+             "the acknowledgement of a holder that has lost the disk since (its witness), which decision 7's timing "
+             "covers (the old owner stops before a challenger wins, and the take-over waits for it)")
 
 
 def local_events(spec: Spec, kind: QuorumKind) -> tuple[str, ...]:
@@ -234,7 +249,7 @@ def build_regroup_model(spec: Spec, n: int, kind: QuorumKind = QuorumKind.MNS,
                                                                      "after its holder lost it)"
     doc = (f"{n} membership machines, {quorum_text}; messages lost, duplicated, reordered; crashes, restarts and "
            f"suspicions at any step; epochs up to {EPOCHS}")
-    props = properties(n) if kind == QuorumKind.MNS else ()
+    props = properties(n) if kind == QuorumKind.MNS else properties(n)[:2]
     if kind == QuorumKind.DISK:
         doc += "; " + DISK_NOTE
     model = network_model(name_of(n, kind), doc, net, props, witnesses(n, kind),

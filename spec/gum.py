@@ -27,7 +27,9 @@ The protocol (USENIX'98 GUM, patent 6,163,855; design decision 4):
   (a sender has one update in flight): its unlock was lost, the lock is
   freed and granted anew.  A holder that asks nothing more is asked: after
   ``unlock_query_ms`` the locker sends ``unlock_query(seq)``, and the holder
-  answers ``unlock`` again once it has the update and is not sweeping it.
+  answers ``unlock`` again once it has the update and is not sweeping it; a
+  holder at rest without the update restarted after its grant: it asks for
+  the grant again and sweeps what the locker applied (the grant carries it).
 * A receiver applies ``seq`` only if it is ``last_seq + 1``; an older one is
   a duplicate, acknowledged and not applied again; a newer one means it
   missed an update: it answers ``apply_failed`` and halts (it is evicted).
@@ -295,6 +297,12 @@ def make_gum_spec(n: int) -> Spec:
 
     QUERY_LATER = Effect("start_timer", "unlock_query_elapsed", lambda r, e, a: {"ms": r.unlock_query_ms})
 
+    def sweep_is_over(r: Any, e: Any) -> Any:
+        return And(e.src == r.locker, Not(i_am_locker(r)), r.last_seq >= e.seq, Not(sweeping(r, e.seq)))
+
+    def sweep_was_lost(r: Any, e: Any) -> Any:
+        return And(r.is_(*AT_REST), e.src == r.locker, Not(i_am_locker(r)), r.last_seq + 1 == e.seq)
+
     def held_by_another(r: Any) -> Any:
         return And(i_am_locker(r), r.lock_holder != NONE, r.lock_holder != r.me)
 
@@ -366,12 +374,16 @@ def make_gum_spec(n: int) -> Spec:
                        "have been lost), and again later"),
         Transition("unlock_query_elapsed", LIVE, None, guard=named("lock_given_back", lambda r, e: Not(
             held_by_another(r))), doc="the lock was freed (or is the locker's own): a late timer"),
-        Transition("unlock_query", LIVE, None, guard=named("sweep_is_over", lambda r, e: And(
-            e.src == r.locker, Not(i_am_locker(r)), r.last_seq >= e.seq, Not(sweeping(r, e.seq)))),
+        Transition("unlock_query", LIVE, None, guard=named("sweep_is_over", sweep_is_over),
                    effects=(Effect("send", "unlock", lambda r, e, a: {"to": e.src, "seq": e.seq}),),
                    doc="this node has the update and is not sweeping it: its sweep is over, unlock again"),
-        Transition("unlock_query", LIVE, None, guard=named("sweep_not_over", lambda r, e: Not(And(
-            e.src == r.locker, Not(i_am_locker(r)), r.last_seq >= e.seq, Not(sweeping(r, e.seq))))),
+        Transition("unlock_query", AT_REST, REQUESTING, guard=named("sweep_was_lost", sweep_was_lost),
+                   effects=(REQUEST, RETRY),
+                   doc="this node holds the lock for an update it does not have and does not ask for: it restarted "
+                       "after the locker granted it; ask for the grant again: the locker sends it with the update "
+                       "it applied under that number, and this node sweeps that"),
+        Transition("unlock_query", LIVE, None, guard=named("sweep_not_over", lambda r, e: Not(Or(
+            sweep_is_over(r, e), sweep_was_lost(r, e)))),
                    doc="still sweeping it, still waiting for its grant (the retry brings it again), or not from "
                        "this node's locker: no answer"),
         Transition("unlock", LIVE, None, guard=named("stale_unlock", lambda r, e: Not(And(

@@ -14,7 +14,12 @@ coordinator commits once the quorum rule holds for the acknowledgements:
 * Majority Node Set: acknowledgements from more than half of the configured
   nodes.  Two committed sets of one round would need two disjoint majorities.
 * Disk quorum: the coordinator holds the quorum disk (the arbitration machine
-  says so), whatever the head count.
+  says so), whatever the head count.  The holder records the epoch of every
+  round it proposes or acknowledges on the disk (``record_epoch``) before
+  the round can be committed, and a node that wins the disk starts its
+  rounds above the newest epoch recorded there (``disk_epoch``, which the
+  shell feeds before ``disk_won``): epochs never repeat although the
+  disk's holders change.
 
 A committed set is installed with its round as the new epoch.  A node left
 out of the set, or whose coordinator cannot reach quorum, **halts**: it stops
@@ -241,6 +246,13 @@ def make_membership_spec(n: int) -> Spec:
     # installed under disk quorum without holding the disk: another member holds it, so a challenge this node
     # started in a round before the holder's status reached it is given up (it would end W later, lost)
     disk_not_needed = Effect("report", "disk_not_needed", when=lambda r, e: And(r.kind == DISK, Not(r.holds_disk)))
+    # under disk quorum the holder of the disk writes the epoch of a round it takes part in on the disk before it
+    # acknowledges or proposes it (so before any commit of it): a node that wins the disk later starts its rounds
+    # above it (``disk_epoch``), and epochs never repeat although the disk's holders change
+    def record_epoch(epoch: Any) -> Effect:
+        return Effect("command", "record_epoch", lambda r, e, r2: {"epoch": epoch(r, e)},
+                      when=lambda r, e: And(r.kind == DISK, r.holds_disk))
+
     # a member installed at an older epoch than the sponsor's loads the sponsor's database first (before the
     # report that tells GUM the new membership): a joiner, a node back from a crash, or one left behind
     load = Effect("command", "load_database", lambda r, e, r2: {"sponsor": r2.sponsor},
@@ -296,14 +308,16 @@ def make_membership_spec(n: int) -> Spec:
         Transition("collect_elapsed", (COLLECTING,), STABLE, guard=coordinator_commits_alone,
                    update=lambda r, e: {**install(r, pruned(r), r.round), **proposing(r), "acks": alone(r),
                                         "acked": r.round, "proposer": r.me},
-                   effects=(load_now, Effect("send", "install", lambda r, e, r2: install_message(r2)),
+                   effects=(record_epoch(lambda r, e: r.round), load_now,
+                            Effect("send", "install", lambda r, e, r2: install_message(r2)),
                             Effect("send", "commit", lambda r, e, r2: {"to": -1, "round": r2.epoch}), installed,
                             disk_not_needed),
                    doc="coordinator whose own vote is quorum (it holds the disk, or a 1-node cluster): install now"),
         Transition("collect_elapsed", (COLLECTING,), PROPOSING, guard=coordinator_survives,
                    update=lambda r, e: {**proposing(r), "acks": tuple(k == r.me for k in ks),
                                         "acked": r.round, "proposer": r.me},
-                   effects=(Effect("send", "install", lambda r, e, r2: install_message(r2)), wait),
+                   effects=(record_epoch(lambda r, e: r.round),
+                            Effect("send", "install", lambda r, e, r2: install_message(r2)), wait),
                    doc="coordinator: propose the fully connected set that may survive"),
         Transition("collect_elapsed", (COLLECTING,), COLLECTING, guard=coordinator_retries,
                    update=lambda r, e: start_round(r, r.round + 1),
@@ -318,8 +332,8 @@ def make_membership_spec(n: int) -> Spec:
         Transition("install", (*IN_ROUND, STABLE), ACCEPTED, guard=accept_includes_me,
                    update=lambda r, e: {"acked": e.round, "round": e.round, "proposer": e.src,
                                         "proposal": vec(e, "m"), "sponsor": e.sponsor, "base": e.base},
-                   effects=(cancel_collect, Effect("send", "ack", lambda r, e, r2: {"to": e.src, "round": e.round}),
-                            wait),
+                   effects=(cancel_collect, record_epoch(lambda r, e: e.round),
+                            Effect("send", "ack", lambda r, e, r2: {"to": e.src, "round": e.round}), wait),
                    doc="accept the proposal (at most one per round) and acknowledge it"),
         Transition("install", (*IN_ROUND, STABLE), HALTED, guard=accept_excludes_me,
                    update=lambda r, e: halt_update, effects=(cancel_collect, cancel_wait, halt),
@@ -349,6 +363,17 @@ def make_membership_spec(n: int) -> Spec:
         # quorum disk and administration
         Transition("disk_won", RUNNING, None, update=lambda r, e: {"holds_disk": True},
                    doc="the arbitration machine owns the quorum disk"),
+        Transition("disk_epoch", IN_ROUND, COLLECTING, guard=named("round_recorded_on_the_disk", lambda r, e: And(
+            r.kind == DISK, r.round <= e.epoch)),
+                   update=lambda r, e: {**start_round(r, e.epoch + 1), "attempts": r.attempts},
+                   effects=(cancel_wait, *COLLECT),
+                   doc="the quorum disk records a membership at this round or later (its holders changed while "
+                       "this node was away): start a round above it, so that no epoch is installed twice (not a "
+                       "fruitless round: it does not count)"),
+        Transition("disk_epoch", (*IN_ROUND, STABLE), None, guard=named("rounds_above_the_disk", lambda r, e: Or(
+            r.kind != DISK, r.round > e.epoch, r.is_(STABLE))),
+                   update=lambda r, e: {"round": If(And(r.kind == DISK, e.epoch > r.round), e.epoch, r.round)},
+                   doc="the next round goes above the newest epoch recorded on the quorum disk"),
         Transition("disk_lost", IN_ROUND, HALTED, guard=named("lost_the_challenge", lambda r, e: r.kind == DISK),
                    update=lambda r, e: {"holds_disk": False, **halt_update},
                    effects=(cancel_collect, cancel_wait,
@@ -407,6 +432,7 @@ def make_membership_spec(n: int) -> Spec:
         Ignore("commit", (DOWN, COLLECTING, PROPOSING, STABLE, HALTED), "not waiting for a commit"),
         Ignore("install_wait_elapsed", (DOWN, STABLE, HALTED), "a late timer"),
         Ignore("disk_won", (DOWN, HALTED), "not taking part"),
+        Ignore("disk_epoch", (DOWN, HALTED), "not taking part: the next boot reads the disk again"),
         Ignore("shutdown", (DOWN,), "already down"),
         Ignore("exit", (DOWN, HALTED), "not a member"),
         Ignore("database_unavailable", (*IN_ROUND, DOWN, HALTED), "a later round, or a halt, came first"),
@@ -434,6 +460,8 @@ def make_membership_spec(n: int) -> Spec:
         Event("install_wait_elapsed", "timer: no proposal or commit in time"),
         Event("disk_won", "the arbitration machine holds the quorum disk"),
         Event("disk_lost", "the arbitration machine lost the quorum disk"),
+        Event("disk_epoch", "the shell read the quorum disk this node won: the newest membership epoch recorded "
+              "there", (Arg("epoch", 0, None, "the newest epoch recorded on the disk", hi_max=3),)),
         Event("shutdown", "planned stop of this node"),
         Event("exit", "message: a member leaves on purpose (ClusterExit)", (src,)),
         Event("database_unavailable", "the shell could not load the sponsor's database that load_database asked for"),

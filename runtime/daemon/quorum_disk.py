@@ -14,8 +14,13 @@ this shell only carries out what it asks of the disk:
   (the "partition in time": a node that was down while others changed the
   configuration never forms with its stale database), and a log behind the
   hive (the previous owner died before it logged updates this node has)
-  gets a checkpoint of the hive.  Then the membership machine hears
-  ``disk_won`` and forms or regroups with the disk;
+  gets a checkpoint of the hive.  Then the membership machine hears the
+  newest membership epoch recorded on the disk (``disk_epoch``: its rounds
+  go above it) and ``disk_won``, and forms or regroups with the disk;
+* while this node owns the disk, the membership machine records the epoch of
+  every round it acknowledges or proposes there (:meth:`record_epoch`, a
+  checkpoint carrying the epoch) before that round can be committed: epochs
+  never repeat although the disk's holders change;
 * while this node owns the disk, every global update it persists is appended
   to the disk's log first, through the reservation (:meth:`append`): a node
   that lost the disk cannot write (RESERVATION CONFLICT), logs nothing, and
@@ -161,7 +166,14 @@ class QuorumDisk:
             node.resume(first=lambda: node.feed("membership", "disk_lost"))
             return
         self.owner = True
-        node.resume(first=first)
+        floor = disk_log.epoch
+
+        def start() -> None:  # before the membership machine hears disk_won (queued while suspended)
+            if first is not None:
+                first()
+            node.feed("membership", "disk_epoch", epoch=floor)
+
+        node.resume(first=start)
 
     def _merge(self, disk_log: DiskLog) -> Callable[[], None] | None:
         hive = self.hive
@@ -203,6 +215,20 @@ class QuorumDisk:
                       "resources", seq, exc)
             self.node.post(lambda: self.node.feed("membership", "disk_lost"))
             raise DatabaseError(f"update {seq} was not logged on the quorum disk: {exc}") from exc
+
+    def record_epoch(self, epoch: int) -> None:
+        """Record a membership epoch on the disk this node owns (the membership machine asks before it
+        acknowledges or proposes a round): a node that wins the disk later starts its rounds above it."""
+        disk_log = self.log
+        if not self.owner or disk_log is None or epoch <= disk_log.epoch:
+            return
+        try:
+            disk_log.checkpoint(self.hive, epoch=epoch)
+        except WolfpackError as exc:
+            self.owner = False
+            log.error("quorum disk: epoch %d could not be recorded on the disk (%s); this node halts and stops its "
+                      "resources", epoch, exc)
+            self.node.post(lambda: self.node.feed("membership", "disk_lost"))
 
     def close(self) -> None:
         """After the machines stopped: the worker finishes its commands (a release), then the session ends."""

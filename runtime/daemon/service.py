@@ -83,6 +83,7 @@ class Service:
         hooks = Hooks(drive=lambda machine, entry: self.bridge.drive(machine, entry),
                       device=self._disk_command,
                       disk_won=lambda: self.quorum_disk.won() if self.quorum_disk else None,
+                      record_epoch=lambda epoch: self.quorum_disk.record_epoch(epoch) if self.quorum_disk else None,
                       load_database=lambda sponsor: self.transfer.load(sponsor),
                       ended=self._update_ended,
                       defer=lambda fn, what: self.node.post(fn))

@@ -81,8 +81,11 @@ class Hooks:
     device: Callable[[Emitted], None] = lambda effect: None
     #: the membership machine asks for the sponsor's database (the join's transfer)
     load_database: Callable[[int], None] = lambda sponsor: None
-    #: this node won the quorum disk
-    disk_won: Callable[[], None] = lambda: None
+    #: this node won the quorum disk; the newest membership epoch recorded on it, if the shell read it at once
+    #: (the daemon reads it in a worker and feeds ``disk_epoch`` itself)
+    disk_won: Callable[[], int | None] = lambda: None
+    #: the membership machine records a round's epoch on the quorum disk it holds
+    record_epoch: Callable[[int], None] = lambda epoch: None
     #: update ``seq`` was applied here, with this payload
     applied: Callable[[int, Update], None] = lambda seq, payload: None
     #: this node's own update was committed (its sender heard so)
@@ -129,10 +132,10 @@ class NodeApp:
             # whether this sweep is taken is GUM's decision: the payload is kept when GUM persists the update
             # (a former locker may still deliver an update nobody else numbered so, which GUM ignores)
             self.offered[int(args["seq"])] = list(payload)
-        elif name == "lock_granted" and self.pending is not None:
+        elif name == "lock_granted" and (payload is not None or self.pending is not None):
             # the grant carries what the locker applied under that number: the sweep delivers that (a grant sent
             # again to a holder that restarted meanwhile carries its former incarnation's update, not ``pending``)
-            self.keep(int(args["seq"]), self.pending if payload is None else list(payload))
+            self.keep(int(args["seq"]), list(payload) if payload is not None else self.pending or [])
 
     def keep(self, seq: int, payload: Update) -> None:
         """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
@@ -189,7 +192,9 @@ class NodeApp:
         if machine.startswith("group") and report.name in GROUP_TO_FAILOVER:
             out.append(("failover", GROUP_TO_FAILOVER[report.name], {"group": int(machine[5:])}))
         if machine == "arbitration" and report.name == "won":
-            self.hooks.disk_won()
+            floor = self.hooks.disk_won()
+            if floor is not None:  # before the membership machine hears that it holds the disk
+                out.insert(0, ("membership", "disk_epoch", {"epoch": floor}))
         if machine == "membership" and report.name in ("regroup_started", "halted"):
             self.drop_decisions()
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
@@ -227,6 +232,8 @@ class NodeApp:
             self.hooks.drive(machine, effect.name)
         elif machine == "arbitration":
             self.hooks.device(effect)
+        elif machine == "membership" and effect.name == "record_epoch":
+            self.hooks.record_epoch(int(args["epoch"]))
         elif machine == "membership" and effect.name == "load_database":
             self.hooks.load_database(int(args["sponsor"]))
 

@@ -104,6 +104,8 @@ class World:
         #: the quorum log on the quorum disk (disk quorum): every update the disk's holder applied, by number;
         #: a later record with the same number replaces an orphan (decision 5)
         self.disk_log: dict[int, Update] = {}
+        #: the newest membership epoch recorded on the quorum disk by its holders (``record_epoch``)
+        self.disk_epoch = 0
         self._armed: list[tuple[int, str, str]] = []  # (node, machine, effect name): crash right after it
         self.disk = SimReservationDevice(self.cluster.clock, nodes, self._disk_answer, trace=self.cluster.trace.append)
         self.apps = {i: self._app(node, SimDatabase(), {}) for i, node in self.cluster.nodes.items()}
@@ -121,6 +123,7 @@ class World:
                       device=lambda effect: self.disk.carry_out(me, effect),
                       load_database=lambda sponsor: self._load_database(node, sponsor),
                       disk_won=lambda: self._replay_quorum_log(node),
+                      record_epoch=lambda epoch: self._record_epoch(me, epoch),
                       applied=lambda seq, payload: self._applied(me, seq, payload),
                       committed=self.committed.__setitem__,
                       defer=lambda fn, what: self.cluster.clock.call_later(0, fn, what))
@@ -243,10 +246,19 @@ class World:
         self._adopt(node, seq, source.machines["gum"].record, dict(enumerate(table.owner)),
                     dict(enumerate(table.paused)))
 
-    def _replay_quorum_log(self, node: SimNode) -> None:
+    def _record_epoch(self, me: int, epoch: int) -> None:
+        if self.quorum == "disk" and self.disk.holder == me:  # written through the reservation: only its holder can
+            self.disk_epoch = max(self.disk_epoch, epoch)
+
+    def _replay_quorum_log(self, node: SimNode) -> int:
         """A node that wins the quorum disk replays the quorum log before it forms or joins with the disk:
         the partition-in-time rule (a node that was down while others changed the configuration must not
-        form with its stale database).  The log is the authority up to its last record."""
+        form with its stale database).  The log is the authority up to its last record.  Returns the newest
+        membership epoch recorded on the disk."""
+        self._replay_updates(node)
+        return self.disk_epoch
+
+    def _replay_updates(self, node: SimNode) -> None:
         if not self.disk_log:
             return
         mine = self.apps[node.node_id]

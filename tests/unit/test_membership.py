@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from wolfpack.machines import LiveMachine
 from wolfpack.runtime.sim.cluster import SimCluster
 from wolfpack.runtime.sim.network import LinkPolicy
@@ -198,3 +200,44 @@ def test_a_member_without_the_disk_gives_up_its_challenge_and_a_lost_one_does_no
     assert owner.state == "Stable" and "disk_not_needed" not in [e.name for e in effects]
     owner.step("disk_lost")
     assert owner.state == "Halted"
+
+
+def test_the_disk_holder_records_each_round_before_it_counts_and_a_winner_rounds_above_the_record() -> None:
+    """Disk quorum: the holder writes the epoch of a round it proposes or acknowledges on the disk (record_epoch,
+    before its install or ack goes out); a node that reads an epoch recorded there (disk_epoch) leaves a round at
+    or below it for one above it, so no epoch is installed twice when the disk changes hands.  A node without the
+    disk records nothing, and Majority Node Set never does."""
+    def names(effects: list[Any]) -> list[str]:
+        return [e.name for e in effects if e.kind in ("command", "send")]
+
+    winner = LiveMachine(make_membership_spec(3), me=2, kind=DISK)
+    winner.step("boot")
+    assert winner.record.round == 1
+    effects = winner.step("disk_epoch", epoch=206)
+    assert winner.state == "Collecting" and winner.record.round == 207 and "status" in names(effects)
+    winner.step("disk_won")
+    effects = winner.step("collect_elapsed")  # a round that started before the win: the next one counts it
+    assert winner.state == "Collecting" and winner.record.attempts == 2, "the round above the disk did not count"
+    effects = winner.step("collect_elapsed")  # alone with the disk: it commits
+    assert winner.state == "Stable" and winner.record.epoch == 208
+    assert names(effects).index("record_epoch") < names(effects).index("install")
+    assert [e.args for e in effects if e.name == "record_epoch"] == [{"epoch": 208}]
+    winner.step("disk_epoch", epoch=300)  # Stable: the next round goes above it
+    assert winner.state == "Stable" and winner.record.round == 300
+
+    holder = LiveMachine(make_membership_spec(3), me=1, kind=DISK)
+    holder.step("boot")
+    holder.step("disk_epoch", epoch=0)
+    holder.step("disk_won")
+    proposal = {"src": 0, "round": 4, "sponsor": 1, "base": 0, "m0": 1, "m1": 1, "m2": 0}
+    effects = holder.step("install", **proposal)
+    assert names(effects)[:2] == ["record_epoch", "ack"] and effects[1].args == {"epoch": 4}
+
+    for kind, won in ((DISK, False), (MNS, True)):
+        other = LiveMachine(make_membership_spec(3), me=1, kind=kind)
+        other.step("boot")
+        if won:
+            other.step("disk_won")
+        assert "record_epoch" not in names(other.step("install", **proposal))
+        if kind == MNS:
+            assert other.step("disk_epoch", epoch=9) == [] and other.record.round == 4

@@ -46,6 +46,7 @@ class Node:
         self.app = SimpleNamespace(store={}, adopt=lambda seq, locker, members, events: self.adopted.append(seq))
         self.posted: list[Any] = []
         self.fed: list[str] = []
+        self.fed_args: list[dict[str, Any]] = []
         self.suspended = False
 
     def post(self, action: Any) -> None:
@@ -53,6 +54,7 @@ class Node:
 
     def feed(self, machine: str, event: str, **args: Any) -> None:
         self.fed.append(f"{machine}.{event}")
+        self.fed_args.append(args)
 
     def suspend(self) -> None:
         self.suspended = True
@@ -146,6 +148,38 @@ def test_only_the_owner_logs_and_a_refused_write_halts_the_node(tmp_path: Path) 
         assert not disk.owner
         for action in node.posted:
             action()
-        assert node.fed == ["membership.disk_lost"]
+        assert node.fed == ["membership.disk_epoch", "membership.disk_lost"]  # at the win, then the halt
+
+    run(story())
+
+
+def test_the_owner_records_round_epochs_and_the_next_winner_starts_above_the_newest(tmp_path: Path) -> None:
+    """Decision 20: epochs never repeat under disk quorum.  The owner records each round's epoch on the disk (a
+    checkpoint carrying it; only when it is newer, and never without owning the disk); a node that wins the disk
+    later hears the newest recorded epoch (disk_epoch) before anything else."""
+    url = f"memory://qd{next(_names)}"
+
+    async def story() -> None:
+        hive0, local0 = hive_at(tmp_path, "n0", 2)
+        node0 = Node(hive0)
+        first = QuorumDisk(Config(url, 0), node0, local0, lambda: None)  # type: ignore[arg-type]
+        first.record_epoch(5)
+        assert first.log is None, "not the owner: nothing is written"
+        await win(first)
+        assert node0.fed == ["membership.disk_epoch"] and node0.fed_args == [{"epoch": 1}]  # the hive's epoch
+        assert first.log is not None
+        first.record_epoch(7)
+        generation = first.log.generation
+        first.record_epoch(6)  # older than what the disk records: no write
+        assert first.log.generation == generation and first.log.epoch == 7
+        assert DiskLog.open(open_device(url, initiator="reader")).epoch == 7
+
+        hive1, local1 = hive_at(tmp_path, "n1", 2)
+        node1 = Node(hive1, 1)
+        second = QuorumDisk(Config(url, 1), node1, local1, lambda: None)  # type: ignore[arg-type]
+        await win(second)
+        assert node1.fed_args[-1] == {"epoch": 7} and node1.fed[-1] == "membership.disk_epoch"
+        second.append(3, 8, ops_for(3))  # an update of the next round is logged after the recorded epoch
+        assert second.log is not None and second.log.last_seq == 3 and second.log.epoch == 8
 
     run(story())
