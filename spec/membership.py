@@ -4,7 +4,8 @@ One instance per node.  Forming, joining and recovering from a failure are
 one mechanism: a *regroup round*.  A round has a number, the epoch it
 proposes.  Every node that takes part broadcasts its status: the nodes it can
 hear (its connectivity row).  When the collection time is over, the
-*coordinator* (the lowest id among the nodes this node heard) prunes the
+*coordinator* (the lowest id among the nodes that answered and that this
+node hears and is heard by, as the rows of the round say) prunes the
 answering nodes to a fully connected set (Tandem's connectivity matrix,
 greedily in id order starting from itself), asks the quorum rule whether that
 set may survive, and proposes it with ``install``.  A node accepts at most one
@@ -39,7 +40,7 @@ from typing import Any
 from wolfpack.spec import defaults as d
 from wolfpack.spec import quorum
 from wolfpack.spec.core import Arg, Effect, Event, Field, Ignore, Invariant, Spec, Transition, all_of, named, negation
-from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Or, Store
+from wolfpack.spec.expr import And, Exists, ForAll, If, Implies, Not, Or, Select, Store
 from wolfpack.spec.quorum import QuorumKind
 
 DOWN = "Down"
@@ -75,7 +76,10 @@ def make_membership_spec(n: int) -> Spec:
         return tuple(Or(k == r.me, And(r.configured[k], Not(r.suspects[k]))) for k in ks)
 
     def coordinator_is_me(r: Any) -> Any:
-        return ForAll(ks, lambda k: Implies(r.heard[k], k >= r.me))
+        """No lower node answered that this node and it both hear (their rows of the round): a node that hears
+        nobody, or that nobody hears, cannot coordinate the others (it could not form a set with them)."""
+        return ForAll(ks, lambda k: Implies(And(r.heard[k], Select(r.conn, r.me + k * n), Select(r.conn, r.me * n + k)),
+                                            k >= r.me))
 
     def pruned(r: Any) -> tuple[Any, ...]:
         """Greedy fully connected set from this node, in id order."""

@@ -18,7 +18,7 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
 Commands (times in simulated milliseconds, absolute after ``at``, relative
 to the previous line after ``within``, where the expectation must become true
 by then): ``boot all|N``, ``crash N``, ``restart N`` (the node's service
-starts again, with what it keeps on disk), ``partition A,B|C,D``, ``heal``,
+starts again, with what it keeps on disk), ``partition A,B|C,D``, ``cut A>B`` (messages from A to B are lost), ``heal``,
 ``move GROUP to N``, ``drain N`` (pause N and move its groups away),
 ``resume N``, ``hour H`` (every node's clock shows hour H of the day),
 ``update N KEY=VALUE`` (node N submits a global update), ``crash N after
@@ -216,6 +216,9 @@ class Runner:
         elif verb == "partition":
             sides = [{self._node(x, where) for x in side.split(",")} for side in " ".join(words[1:]).split("|")]
             self.world.cluster.network.partition(*sides)
+        elif verb == "cut" and len(words) == 2 and words[1].count(">") == 1:
+            src, dst = (self._node(x, where) for x in words[1].split(">"))
+            self.world.cluster.network.cut(src, dst)
         elif verb == "heal":
             self.world.cluster.network.heal()
         elif words[:2] == ["stall", "disk"] and len(words) == 3:
@@ -226,7 +229,8 @@ class Runner:
             if not self._holds(command, where):
                 raise ScenarioError(f"{where}: expected '{command}' at {self.now} ms: {self._state()}")
         else:
-            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, restart, partition, heal, "
+            raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, restart, partition, "
+                                "cut A>B (one way), heal, "
                                 "move GROUP to N, drain N, resume N, hour H, update N KEY=VALUE, "
                                 "crash N after MACHINE EFFECT, stall disk MS, resume disk, expect")
         self._note(command + ("" if verb == "expect" else f"   -> {self._state()}"))
