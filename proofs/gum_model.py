@@ -302,8 +302,9 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
                           ForAll(ks, lambda a: ForAll(ks, lambda b: Implies(a != b, Not(And(
                               slot_of(v, "apply_update", "in", a, b), slot_of(v, "apply_update", "locker", a, b) == lk,
                               slot_of(v, "apply_update", "seq", a, b) == q))))))
-            sweeping = And(rk.is_(gum.DELIVERING), rk.own, rk.sending_seq == q)
-            done = And(rk.is_(gum.IDLE, gum.BLOCKED, gum.REQUESTING), rk.last_seq == q, everyone_has(v, q))
+            sweeping = And(rk.is_(gum.DELIVERING), rk.own, rk.sending_seq == q, rk.last_swept < q)
+            done = And(rk.is_(gum.IDLE, gum.BLOCKED, gum.REQUESTING), rk.last_seq == q, rk.last_swept == q,
+                       everyone_has(v, q))
             return Implies(rl.lock_holder == k, And(healthy(v, k), q == rl.last_seq, q >= 1,
                                                     Or(waiting, sweeping, done)))
 
@@ -363,9 +364,13 @@ def lemmas(n: int, max_seq: int) -> tuple[Property, ...]:
 
     def queries_in_flight(v: View, lk: int) -> Any:
         rl = rec(v, lk)
-        return ForAll(ks, lambda k: Implies(And(k != lk, healthy(v, k), slot_of(v, "unlock_query", "in", lk, k)), Or(
-            rec(v, k).last_seq >= slot_of(v, "unlock_query", "seq", lk, k),
-            And(rl.lock_holder == k, rl.locked_seq == slot_of(v, "unlock_query", "seq", lk, k)))))
+        def one(k: int) -> Any:
+            rk, seq = rec(v, k), slot_of(v, "unlock_query", "seq", lk, k)
+            return Or(And(rk.last_seq >= seq, Implies(rk.last_seq == seq, rk.last_swept == seq)),
+                      And(rl.lock_holder == k, rl.locked_seq == seq))
+
+        return ForAll(ks, lambda k: Implies(And(k != lk, healthy(v, k), slot_of(v, "unlock_query", "in", lk, k)),
+                                            one(k)))
 
     def pending_not_applied(v: View, lk: int) -> Any:
         rl = rec(v, lk)
@@ -446,12 +451,13 @@ def witnesses(n: int, max_seq: int) -> tuple[Property, ...]:
                  "a locker replays an update after its sender died"),
         Property("a_sender_awaits_the_verdict", lambda v: v[node(last)].is_(gum.AWAITING),
                  f"node {last}'s locker died before its sweep reached the new locker: it waits for the replay"),
-        Property("a_lock_granted_over_a_lost_unlock", lambda v: Exists(range(n), lambda lk: Exists(
+        Property("a_holder_done_is_asked", lambda v: Exists(range(n), lambda lk: Exists(
             range(n), lambda k: And(k != lk, v[node(lk)].locker == lk, v[node(lk)].lock_holder == k,
-                                    v[node(lk)].locked_seq == 2, v[ENV].unlock__in[slot(n, k, lk)],
-                                    v[ENV].unlock__seq[slot(n, k, lk)] == 1))),
-                 "a holder asked for the lock again having applied its update: the lock it held is granted "
-                 "anew although its unlock is still in flight (lost, to the locker)"),
+                                    v[node(lk)].locked_seq == 1, v[node(k)].is_(gum.IDLE),
+                                    v[node(k)].last_swept == 1, v[ENV].unlock_query__in[slot(n, lk, k)],
+                                    v[ENV].unlock_query__seq[slot(n, lk, k)] == 1))),
+                 "the locker asks a holder that swept its update to the end whether its sweep is over (its "
+                 "unlock may be lost)"),
         Property("a_second_update", lambda v: Exists(range(n), lambda k: v[node(k)].last_seq == max_seq),
                  f"a node applied update {max_seq}"),
     )

@@ -142,7 +142,9 @@ class Installs(Ghost):
         for f in fired:
             for eff in f.row.effects:
                 if (eff.kind, eff.name) == RECORD:  # written through the reservation: only its holder can
-                    epoch = dict(eff.args(f.before, f.args, f.after) if eff.args else {})["epoch"]
+                    args = eff.args(f.before, f.args, f.after) if eff.args else None
+                    assert args is not None, "record_epoch always carries its epoch"
+                    epoch = args["epoch"]
                     when = True if eff.when is None else eff.when(f.before, f.args)
                     recorded = If(And(f.fired, when, env.disk == f.who, epoch > recorded), epoch, recorded)
         won = [(system.acting(k, lambda a: a.kind == "local" and a.trigger == "disk_won"), k) for k in ks]

@@ -23,13 +23,12 @@ The protocol (USENIX'98 GUM, patent 6,163,855; design decision 4):
 * **Lost lock messages.**  Nothing acknowledges ``lock_granted`` or ``unlock``;
   the lock's state tells when one was lost.  A holder that asks for the lock
   again without the update it was granted lost the grant: the locker sends
-  it again.  A holder that asks again *with* that update has ended its sweep
-  (a sender has one update in flight): its unlock was lost, the lock is
-  freed and granted anew.  A holder that asks nothing more is asked: after
-  ``unlock_query_ms`` the locker sends ``unlock_query(seq)``, and the holder
-  answers ``unlock`` again once it has the update and is not sweeping it; a
-  holder at rest without the update restarted after its grant: it asks for
-  the grant again and sweeps what the locker applied (the grant carries it).
+  it again.  A holder that keeps the lock is asked (its unlock may be lost):
+  after ``unlock_query_ms`` the locker sends ``unlock_query(seq)``, and the
+  holder answers ``unlock`` again if it swept that update to the end; a
+  holder that restarted after its grant asks for the grant again (without
+  the update: it sweeps what the locker applied, the grant carries it) or
+  sweeps the update again from the start (with it).
 * A receiver applies ``seq`` only if it is ``last_seq + 1``; an older one is
   a duplicate, acknowledged and not applied again; a newer one means it
   missed an update: it answers ``apply_failed`` and halts (it is evicted).
@@ -177,12 +176,13 @@ def make_gum_spec(n: int) -> Spec:
             last_seq=If(self_apply, r1.sending_seq, r1.last_seq),
             next=t2,
             own=If(done, False, r1.own),
+            last_swept=If(And(done, r1.own), r1.sending_seq, r1.last_swept),
             sending_seq=If(done, 0, r1.sending_seq),
             lock_holder=If(And(done, r1.locker == r1.me), NONE, r1.lock_holder),
         )
 
     variables = ("members", "locker", "last_seq", "lock_holder", "locked_seq", "sending_seq", "next", "own",
-                 "blocked", "fresh")
+                 "blocked", "fresh", "last_swept")
 
     def changes(after: Any) -> dict[str, Any]:
         return {name: getattr(after, name) for name in variables}
@@ -282,26 +282,30 @@ def make_gum_spec(n: int) -> Spec:
         """A lock request from the node the lock is held for."""
         return And(i_am_locker(r), r.lock_holder == e.src, e.src != r.me)
 
-    def sweep_over(r: Any, e: Any) -> Any:
-        """The holder asks again having applied the update: its sweep ended and its unlock was lost (a sender
-        has one update in flight, so it asks for the next lock only once the last sweep is over)."""
-        return And(holder_asks(r, e), e.seen == r.locked_seq)
-
     def grant_lost(r: Any, e: Any) -> Any:
         """The holder asks again without the update: the grant was lost (or this request is a late copy)."""
         return And(holder_asks(r, e), e.seen + 1 == r.locked_seq)
 
     def grantable(r: Any, e: Any) -> Any:
-        return And(i_am_locker(r), Or(lock_free(r), sweep_over(r, e)), Not(r.blocked), Select(r.members, e.src),
-                   e.src != r.me, e.seen == r.last_seq)
+        return And(i_am_locker(r), lock_free(r), Not(r.blocked), Select(r.members, e.src), e.src != r.me,
+                   e.seen == r.last_seq)
 
     QUERY_LATER = Effect("start_timer", "unlock_query_elapsed", lambda r, e, a: {"ms": r.unlock_query_ms})
 
+    def asked_by_locker(r: Any, e: Any) -> Any:
+        return And(e.src == r.locker, Not(i_am_locker(r)))
+
     def sweep_is_over(r: Any, e: Any) -> Any:
-        return And(e.src == r.locker, Not(i_am_locker(r)), r.last_seq >= e.seq, Not(sweeping(r, e.seq)))
+        """This node swept that update to the end (since it last started): its unlock was lost."""
+        return And(asked_by_locker(r, e), r.last_swept == e.seq, r.last_seq >= e.seq, Not(sweeping(r, e.seq)))
+
+    def sweep_cut_short(r: Any, e: Any) -> Any:
+        """This node has the update but not the end of its sweep: it restarted in the middle of it."""
+        return And(r.is_(IDLE, BLOCKED, REQUESTING), asked_by_locker(r, e), r.last_seq == e.seq,
+                   r.last_swept != e.seq)
 
     def sweep_was_lost(r: Any, e: Any) -> Any:
-        return And(r.is_(*AT_REST), e.src == r.locker, Not(i_am_locker(r)), r.last_seq + 1 == e.seq)
+        return And(r.is_(*AT_REST), asked_by_locker(r, e), r.last_seq + 1 == e.seq)
 
     def held_by_another(r: Any) -> Any:
         return And(i_am_locker(r), r.lock_holder != NONE, r.lock_holder != r.me)
@@ -347,9 +351,8 @@ def make_gum_spec(n: int) -> Spec:
                    effects=(*SELF_APPLY, Effect("send", "lock_granted", lambda r, e, a: {"to": e.src,
                                                                                         "seq": a.last_seq}),
                             QUERY_LATER),
-                   doc="lock free (or freed: its holder asks again having applied its update, so its unlock was "
-                       "lost), requester up to date and a member: number the update, apply it first, grant; ask "
-                       "the holder after unlock_query_ms if it has not unlocked by then"),
+                   doc="lock free, requester up to date and a member: number the update, apply it first, grant; "
+                       "ask the holder after unlock_query_ms if it has not unlocked by then"),
         Transition("lock_request", LIVE, None, guard=named("grant_lost", grant_lost),
                    effects=(Effect("send", "lock_granted", lambda r, e, a: {"to": e.src, "seq": r.locked_seq}),
                             QUERY_LATER),
@@ -357,10 +360,9 @@ def make_gum_spec(n: int) -> Spec:
                        "again (a late copy of a request meets a sender that ignores the grant)"),
         Transition("lock_request", LIVE, None, guard=named("busy", lambda r, e: And(
             i_am_locker(r), Not(grantable(r, e)), Not(grant_lost(r, e)))),
-                   update=lambda r, e: {"lock_holder": If(sweep_over(r, e), NONE, r.lock_holder)},
                    effects=(Effect("send", "lock_busy", lambda r, e, a: {"to": e.src}),),
-                   doc="the lock is held, a regroup is in progress, or the request is stale: ask again later (a "
-                       "holder that asks having applied its update frees its lock)"),
+                   doc="the lock is held (also by the requester: its unlock may be lost, and the query settles it), "
+                       "a regroup is in progress, or the request is stale: ask again later"),
         Transition("lock_request", LIVE, None, guard=named("not_the_locker", lambda r, e: Not(i_am_locker(r))),
                    doc="this node is not the locker (a request from before a membership change)"),
         Transition("unlock", LIVE, None, guard=named("holder_unlocks", lambda r, e: And(
@@ -376,20 +378,26 @@ def make_gum_spec(n: int) -> Spec:
             held_by_another(r))), doc="the lock was freed (or is the locker's own): a late timer"),
         Transition("unlock_query", LIVE, None, guard=named("sweep_is_over", sweep_is_over),
                    effects=(Effect("send", "unlock", lambda r, e, a: {"to": e.src, "seq": e.seq}),),
-                   doc="this node has the update and is not sweeping it: its sweep is over, unlock again"),
+                   doc="this node swept the update to the end: its unlock was lost, unlock again"),
         Transition("unlock_query", AT_REST, REQUESTING, guard=named("sweep_was_lost", sweep_was_lost),
                    effects=(REQUEST, RETRY),
                    doc="this node holds the lock for an update it does not have and does not ask for: it restarted "
                        "after the locker granted it; ask for the grant again: the locker sends it with the update "
                        "it applied under that number, and this node sweeps that"),
         Transition("unlock_query", LIVE, None, guard=named("sweep_not_over", lambda r, e: Not(Or(
-            sweep_is_over(r, e), sweep_was_lost(r, e)))),
+            sweep_is_over(r, e), sweep_was_lost(r, e), sweep_cut_short(r, e)))),
                    doc="still sweeping it, still waiting for its grant (the retry brings it again), or not from "
                        "this node's locker: no answer"),
         Transition("unlock", LIVE, None, guard=named("stale_unlock", lambda r, e: Not(And(
             i_am_locker(r), r.lock_holder == e.src, e.src != r.me, r.locked_seq == e.seq))),
                    doc="not from the holder of this lock (late, duplicated, or the lock was replayed)"),
     ]
+
+    rows += sweep_rows("unlock_query", (IDLE, BLOCKED, REQUESTING), "sweep_again", sweep_cut_short,
+                       lambda r, e: r.replace(sending_seq=e.seq, own=True, next=NONE), lambda r1, e: r1.locker,
+                       "this node holds the lock for an update it has, but restarted in the middle of its sweep: "
+                       "sweep it again from the start (a request of its own is dropped: aborted)",
+                       first=(Effect("report", "aborted", when=lambda r, e: r.is_(REQUESTING)),))
 
     # the sender's side of the lock
     def grant_valid(r: Any, e: Any) -> Any:
@@ -494,19 +502,23 @@ def make_gum_spec(n: int) -> Spec:
     def broken(r: Any, e: Any) -> Any:
         return Not(Or(own_first_apply(r, e), granted_apply(r, e), alone_apply(r, e)))
 
+    def un_apply(r: Any) -> dict[str, Any]:
+        """Take back the last update applied here (an own sweep of it is forgotten)."""
+        return {"last_seq": r.last_seq - 1, "last_swept": If(r.last_swept < r.last_seq, r.last_swept, 0)}
+
     def take_back(r: Any, e: Any) -> dict[str, Any]:
-        return {"last_seq": r.last_seq - 1, "lock_holder": NONE, "own": False, "next": NONE, "sending_seq": 0}
+        return {**un_apply(r), "lock_holder": NONE, "own": False, "next": NONE, "sending_seq": 0}
 
     REFUSED = Effect("report", "refused", lambda r, e, a: {"seq": e.seq})
     rows += at_rest("own_update_refused", "apply_error", (DELIVERING,), own_first_apply, take_back, (REFUSED,),
                     "the locker could not apply its own update (nothing went out): take it back, it fails")
     rows += at_rest("alone_update_refused", "apply_error", AT_REST, alone_apply,
-                    lambda r, e: {"last_seq": r.last_seq - 1}, (REFUSED,),
+                    lambda r, e: un_apply(r), (REFUSED,),
                     "the only member could not apply its own update: take it back, it fails")
     rows += [
         Transition("apply_error", LIVE, None, guard=named("grant_refused", lambda r, e: And(
             granted_apply(r, e), Not(own_first_apply(r, e)))),
-                   update=lambda r, e: {"last_seq": r.last_seq - 1, "lock_holder": NONE},
+                   update=lambda r, e: {**un_apply(r), "lock_holder": NONE},
                    effects=(Effect("send", "update_failed", lambda r, e, a: {"to": r.lock_holder, "seq": e.seq}),),
                    doc="the locker could not apply a sender's update (the grant did not go out): take it back "
                        "and free the lock; the update fails back to the sender (G2)"),
@@ -612,14 +624,15 @@ def make_gum_spec(n: int) -> Spec:
         Transition("database_loaded", LIVE, BLOCKED,
                    guard=named("sponsor_view", lambda r, e: Select(alive(e), e.locker)),
                    update=lambda r, e: {**HALT, "last_seq": e.seq, "locker": e.locker, "locked_seq": 0,
-                                        "members": Store(alive(e), r.me, True), "blocked": True},
+                                        "members": Store(alive(e), r.me, True), "blocked": True,
+                                        "last_swept": If(r.last_swept <= e.seq, r.last_swept, 0)},
                    effects=(Effect("cancel_timer", "lock_retry_elapsed"), Effect("cancel_timer", "resend_elapsed"),
                             Effect("report", "aborted", when=lambda r, e: Or(
                                 r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own)))),
                    doc="this node joins a membership behind its sponsor and loaded the sponsor's database: its "
                        "history is the sponsor's up to seq, its locker and members the sponsor's (and itself); "
                        "anything of its own in flight is dropped (aborted); updates wait for the membership to "
-                       "be installed"),
+                       "be installed; an own sweep newer than the loaded history is forgotten"),
         Transition("database_loaded", LIVE, None, guard=named("not_a_sponsor_view",
                                                                lambda r, e: Not(Select(alive(e), e.locker))),
                    doc="a sponsor's locker is always one of its members: a malformed load, ignored"),
@@ -696,6 +709,8 @@ def make_gum_spec(n: int) -> Spec:
         Field("next", int, NONE, "the node this sweep waits for (-1: none)", lo=NONE, hi=n - 1),
         Field("own", bool, False, "the sweep carries this node's own update (else it is a replay)"),
         Field("blocked", bool, False, "a regroup is in progress"),
+        Field("last_swept", int, 0, "the last update of its own this node swept to the end since it started (a "
+              "locker asks a holder that keeps its lock)", lo=0),
         Field("fresh", bool, True, "(re)started and no membership installed since: a locker then replays its "
               "last update at its first membership"),
     )
@@ -721,6 +736,8 @@ def make_gum_spec(n: int) -> Spec:
         Invariant("replay_is_the_lockers_last", lambda r: Implies(And(r.is_(DELIVERING), Not(r.own)), And(
             i_am_locker(r), r.sending_seq == r.last_seq)),
                   "only the locker replays, and it replays the last update it applied"),
+        Invariant("swept_what_it_has", lambda r: r.last_swept <= r.last_seq,
+                  "the last update this node swept to the end is one it has"),
         Invariant("own_only_when_sweeping", lambda r: Implies(r.own, r.is_(DELIVERING)),
                   "the own flag describes a sweep"),
         Invariant("nothing_in_flight_at_rest", lambda r: And(
