@@ -96,6 +96,24 @@ class Hooks:
     defer: Callable[[Callable[[], None], str], None] = lambda fn, what: fn()
 
 
+#: the mark a failover decision's payload carries until the locker numbers it: the membership epoch it was made in
+DECIDED_IN = "decided_in"
+
+
+def unmarked(payload: Update) -> Update:
+    """The payload without its decision mark (what is persisted, applied and swept)."""
+    return [c for c in payload if not (isinstance(c, Mapping) and DECIDED_IN in c)]
+
+
+def decided_in(payload: Update) -> int | None:
+    """The oldest membership epoch a decision in this payload was made in (None: no decision; -1: a mark that
+    is not an epoch, which a well-behaved node never sends: refused as the oldest)."""
+    marks = [c[DECIDED_IN] for c in payload if isinstance(c, Mapping) and DECIDED_IN in c]
+    if not marks:
+        return None
+    return min(m if isinstance(m, int) and not isinstance(m, bool) else -1 for m in marks)
+
+
 @dataclass
 class NodeApp:
     host: MachineHost
@@ -135,7 +153,7 @@ class NodeApp:
         elif name == "lock_granted" and (payload is not None or self.pending is not None):
             # the grant carries what the locker applied under that number: the sweep delivers that (a grant sent
             # again to a holder that restarted meanwhile carries its former incarnation's update, not ``pending``)
-            self.keep(int(args["seq"]), list(payload) if payload is not None else self.pending or [])
+            self.keep(int(args["seq"]), list(payload) if payload is not None else unmarked(self.pending or []))
 
     def keep(self, seq: int, payload: Update) -> None:
         """Keep the payload of update ``seq`` for when GUM applies it.  Past what this node applied, a newer
@@ -151,6 +169,8 @@ class NodeApp:
         """Queue one global update; it is submitted when GUM is idle.  Its payload (reported to ``ended``).
         ``decided``: the failover manager's decision for the current membership (dropped at the next regroup)."""
         payload = self.database.encode(changes)
+        if decided:  # the locker refuses it if the cluster has installed a newer membership by the time it numbers it
+            payload = [{DECIDED_IN: int(self.host.machines["membership"].record.epoch)}, *payload]
         self.queue.append(payload)
         if decided:
             self._decided.add(id(payload))
@@ -199,10 +219,11 @@ class NodeApp:
             self.drop_decisions()
         if machine == "gum" and report.name in ("committed", "aborted", "refused"):
             outcome = report.name
-            if outcome == "committed" and self.store.get(int(report.args["seq"]), self.pending) != self.pending:
+            mine = None if self.pending is None else unmarked(self.pending)
+            if outcome == "committed" and self.store.get(int(report.args["seq"]), mine) != mine:
                 outcome = "aborted"  # the sweep carried another update under that number (see take_payload)
-            if outcome == "committed" and self.pending is not None:
-                self.hooks.committed(int(report.args["seq"]), self.pending)
+            if outcome == "committed" and mine is not None:
+                self.hooks.committed(int(report.args["seq"]), mine)
             if report.name == "refused" and len(self.parts) > 1:  # try them one by one: only the bad one fails
                 self.queue[0:0] = self.parts
                 self._singles = len(self.parts)
@@ -212,6 +233,8 @@ class NodeApp:
                     self.hooks.ended(outcome, part)
             self.pending = None
             self.parts = []
+            if self.queue:  # the step's log came before this report: after_step saw the update still in flight
+                self.hooks.defer(self.next_submit, f"submit {self.host.node_id}")
         return out
 
     # -- commands ------------------------------------------------------------------------------
@@ -281,14 +304,22 @@ class NodeApp:
             # the locker numbers an update and applies it first: its own, or the requester's (whatever an
             # earlier sweep left under that number is an orphan)
             holder = gum.lock_holder
-            self.store[seq] = (self.pending or []) if holder == self.host.node_id else self.incoming.get(holder, [])
+            asked = (self.pending or []) if holder == self.host.node_id else self.incoming.get(holder, [])
+            decided = decided_in(asked)
+            epoch = int(self.host.machines["membership"].record.epoch)
+            if decided is not None and decided < epoch:
+                raise ApplyFailed("apply_error", {"seq": seq},
+                                  f"update {seq} is a failover decision made in membership epoch {decided}, "
+                                  f"and epoch {epoch} is installed now: refused (the failover manager decides again "
+                                  "for the new membership)")
+            self.store[seq] = unmarked(asked)
         elif seq in self.offered:
             # the sweep GUM took, in the step handling its message: GUM persists only the number after the last
             # it applied, so this payload is the update under that number, whatever an earlier incarnation kept
             # there (its own update granted before it halted is an orphan)
             self.store[seq] = self.offered.pop(seq)
         elif seq not in self.store:
-            self.store[seq] = self.incoming.get(gum.lock_holder, self.pending or [])
+            self.store[seq] = unmarked(self.incoming.get(gum.lock_holder, self.pending or []))
         return self.store[seq]
 
     def _persist(self, seq: int) -> None:

@@ -112,3 +112,29 @@ def test_a_crash_ends_the_wait_to_start_again() -> None:
     world.cluster.nodes[0].crash()
     world.cluster.run_for(REJOIN_AFTER_MS + 500)
     assert not world.cluster.nodes[0].up
+
+
+def test_the_locker_refuses_a_failover_decision_made_in_an_older_membership() -> None:
+    """A failover decision is submitted with the membership epoch it was made in; a request that reaches the
+    locker after a newer membership was installed (it was in flight across a regroup) is refused, never
+    applied: in the new membership the group's old owner may be back and running it.  A decision of the current
+    membership is numbered and applied as any update."""
+    world = formed(3)
+    locker, asker = world.cluster.nodes[0], 1
+    epoch = int(locker.machines["membership"].record.epoch)
+    assert epoch >= 1 and locker.machines["gum"].record.locker == 0
+
+    def ask(decided_in: object) -> int:
+        last = int(locker.machines["gum"].record.last_seq)
+        payload = [{"decided_in": decided_in}, {"group": 0, "node": asker}]
+        world.apps[0].take_payload(asker, "gum", "lock_request", {"seen": last}, payload)
+        locker.feed("gum", "lock_request", src=asker, seen=last)
+        run_checked(world, 1500)
+        return int(locker.machines["gum"].record.last_seq) - last
+
+    assert ask(epoch - 1) == 0, "a decision of an older membership was numbered"
+    assert ask("new") == 0, "a mark that is not an epoch was taken for a current one"
+    assert locker.machines["gum"].record.lock_holder == -1 and world.online_on(0) == [0]
+    assert ask(epoch) == 1
+    assert all(world.apps[k].store[max(world.apps[k].store)] == [{"group": 0, "node": asker}] for k in range(3))
+    assert not world.update_violations()
