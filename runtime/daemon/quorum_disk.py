@@ -57,6 +57,7 @@ from wolfpack.runtime.daemon.node import DaemonNode
 from wolfpack.runtime.db.log_records import is_stale
 from wolfpack.runtime.db.quorum_log import QuorumLog
 from wolfpack.runtime.db.updates import Op
+from wolfpack.runtime.node.host import ApplyFailed
 from wolfpack.spec.core import Emitted
 
 log = logging.getLogger("wolfpack.quorum_disk")
@@ -155,7 +156,7 @@ class QuorumDisk:
         if error is not None or disk_log is None:
             log.error("quorum disk: the quorum log cannot be read (%s); this node gives the disk up and halts "
                       "(another node may win it)", error)
-            node.resume(first=lambda: node.feed("membership", "disk_lost"))
+            node.resume_failed(ApplyFailed("disk_lost", {}, f"the quorum log cannot be read: {error}", "membership"))
             return
         self.log = disk_log
         try:
@@ -163,7 +164,7 @@ class QuorumDisk:
         except WolfpackError as exc:
             log.error("quorum disk: the quorum log on the disk and this node's database cannot be brought "
                       "together (%s); this node gives the disk up and halts", exc)
-            node.resume(first=lambda: node.feed("membership", "disk_lost"))
+            node.resume_failed(ApplyFailed("disk_lost", {}, f"the quorum log cannot be merged: {exc}", "membership"))
             return
         self.owner = True
         floor = disk_log.epoch

@@ -10,9 +10,10 @@ are orphans), gives its machines the database (GUM's ``database_loaded``, the
 failover manager's events of the content), and resumes: for the machines the
 transfer happened within the step, as in the simulator.  If the sponsor does
 not answer within ``timeout_s`` (or its database is unusable) the membership
-machine hears ``database_unavailable`` before anything else of the step, and
-the node halts: its own database may hold orphans under committed numbers
-(the simulator's dead sponsor); it joins again later.
+machine hears ``database_unavailable`` instead of the rest of the step (its
+commit and its ``installed`` report are skipped), and the node halts: its own
+database may hold orphans under committed numbers (the simulator's dead
+sponsor); it joins again later.
 
 ``db`` messages are handled as they arrive, not on the node's queue: the queue
 is what waits.
@@ -29,6 +30,7 @@ from typing import Any
 from wolfpack.errors import WolfpackError
 from wolfpack.runtime.daemon import catalog
 from wolfpack.runtime.daemon.node import DaemonNode
+from wolfpack.runtime.node.host import ApplyFailed
 from wolfpack.runtime.transport.messages import Message
 
 log = logging.getLogger("wolfpack.transfer")
@@ -64,10 +66,7 @@ class Transfer:
         log.warning("database transfer: node %d did not answer within %.1f s; this node halts rather than serve "
                     "with its own database (it may hold updates the cluster discarded) and joins again later",
                     sponsor, self.timeout_s)
-        self.node.resume(first=self._unavailable)
-
-    def _unavailable(self) -> None:
-        self.node.feed("membership", "database_unavailable")
+        self.node.resume_failed(ApplyFailed("database_unavailable", {}, f"node {sponsor} did not send its database"))
 
     def _loaded(self, src: int, message: Message) -> None:
         if self._waiting is None or self._waiting[0] != src:
@@ -85,7 +84,7 @@ class Transfer:
         except (KeyError, ValueError, TypeError, WolfpackError) as exc:
             log.error("database transfer: the database from node %d is unusable (%s); this node halts and joins "
                       "again later", src, exc)
-            node.resume(first=self._unavailable)
+            node.resume_failed(ApplyFailed("database_unavailable", {}, f"node {src}'s database is unusable: {exc}"))
             return
         seq = int(message.args["seq"])
         members = [bool(message.args.get(f"alive{k}", 0)) for k in range(node.n)]

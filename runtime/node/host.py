@@ -36,13 +36,15 @@ TimerKey = tuple[str, str]  # (machine, timer name)
 
 
 class ApplyFailed(WolfpackError):
-    """A ``command`` could not be carried out: the host skips the step's later effects and feeds
-    ``event(**args)`` to the same machine (GUM's ``apply_error``: "the runtime could not apply update seq")."""
+    """A ``command`` could not be carried out: the host skips the step's later effects (and the events that
+    carrying it out fed) and feeds ``event(**args)`` to the same machine, or to ``machine`` (GUM's
+    ``apply_error``: "the runtime could not apply update seq")."""
 
-    def __init__(self, event: str, args: Mapping[str, Any], why: str) -> None:
+    def __init__(self, event: str, args: Mapping[str, Any], why: str, machine: str | None = None) -> None:
         super().__init__(why)
         self.event = event
         self.event_args = dict(args)  # not ``args``: that is the exception's own
+        self.machine = machine  # the machine that hears ``event``: the one whose effect failed unless named
 
 
 class MachineHost:
@@ -89,6 +91,7 @@ class MachineHost:
     _draining: bool = False
     _suspended: bool = False
     _steps: int = 0
+    _carrying: _Effect | None = None  # the effect in hand (the one a suspended node waits on)
 
     def _ensure_queues(self) -> None:
         if not hasattr(self, "_work"):
@@ -100,6 +103,9 @@ class MachineHost:
         if not self.running():
             return
         self._ensure_queues()
+        if self._suspended and not self._draining:  # from outside, while the rest of a step waits: after it
+            self._work.append(_Event(machine, trigger, args))
+            return
         self._new.append(_Event(machine, trigger, args))
         if not self._draining:
             self._drain()
@@ -117,12 +123,14 @@ class MachineHost:
         """Go on with the waiting work; ``first`` runs before it (its events are handled before the rest)."""
         self._ensure_queues()
         self._suspended = False
+        held, self._new = self._new, []  # what the item in hand fed before it suspended: after ``first``'s
         self._draining = True
         try:
             if first is not None:
                 first()
         finally:
             self._draining = False
+            self._new += held
         self._drain()
 
     def _drain(self) -> None:
@@ -135,7 +143,8 @@ class MachineHost:
                     self._step(item)
                 else:
                     self._effect(item)
-                self._flush()
+                if not self._suspended:  # else what the item fed waits with it (see resume, resume_failed)
+                    self._flush()
         finally:
             self._draining = False
 
@@ -161,18 +170,28 @@ class MachineHost:
         self._steps += 1
         self._new.extend(_Effect(item.machine, item.trigger, effect, self._steps) for effect in effects)
 
+    def resume_failed(self, failed: ApplyFailed) -> None:
+        """The I/O this node suspended for failed: as if the effect it was carrying out had raised ``failed``
+        (the rest of that step is skipped, ``failed.event`` goes to its machine), then go on."""
+        carrying = self._carrying
+        self._new = []  # what it fed before it suspended is dropped with the rest of its step
+        self.resume(first=None if carrying is None else lambda: self._fail(carrying, failed))
+
     def _effect(self, item: _Effect) -> None:
         if not self.running():
             return
+        self._carrying = item
         try:
             self.carry_out(item.machine, item.effect)
         except ApplyFailed as failed:  # the step's later effects are skipped (GUM's apply_error)
-            self._new = []
-            while self._work and isinstance(self._work[0], _Effect) and self._work[0].step == item.step:
-                self._work.popleft()
-            self.log_step(item.machine, {"trigger": item.trigger, "failed": item.effect.as_dict(),
-                                         "why": str(failed)})
-            self._new.append(_Event(item.machine, failed.event, failed.event_args))
+            self._fail(item, failed)
+
+    def _fail(self, item: _Effect, failed: ApplyFailed) -> None:
+        self._new = []
+        while self._work and isinstance(self._work[0], _Effect) and self._work[0].step == item.step:
+            self._work.popleft()
+        self.log_step(item.machine, {"trigger": item.trigger, "failed": item.effect.as_dict(), "why": str(failed)})
+        self._new.append(_Event(failed.machine or item.machine, failed.event, failed.event_args))
 
     def carry_out(self, machine: str, effect: Emitted) -> None:
         if effect.kind == "send":

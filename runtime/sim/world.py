@@ -39,6 +39,7 @@ from wolfpack.machines import LiveMachine
 from wolfpack.runtime.node.app import FailoverEvent, Hooks, NodeApp, Update, change_events
 from wolfpack.runtime.node.app import group_machine_name as group_machine_name
 from wolfpack.runtime.node.app import resource_machine_name as resource_machine_name
+from wolfpack.runtime.node.host import ApplyFailed
 from wolfpack.runtime.node.layout import DURABLE, QUORUMS, node_machines
 from wolfpack.runtime.node.layout import GroupConfig as GroupConfig
 from wolfpack.runtime.sim.cluster import Message, SimCluster, SimNode
@@ -235,8 +236,8 @@ class World:
         if sponsor == node.node_id:
             return
         if not source.up:  # a dead sponsor cannot send: this node halts before it uses its own database
-            node.feed("membership", "database_unavailable")
-            return
+            raise ApplyFailed("database_unavailable", {}, f"sponsor {sponsor} is down: its database cannot be "
+                              "loaded; the rest of the install is skipped and this node halts")
         seq = int(source.machines["gum"].record.last_seq)
         mine, theirs = self.apps[node.node_id], self.apps[sponsor]
         mine.store = {k: v for k, v in theirs.store.items() if k <= seq}

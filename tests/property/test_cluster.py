@@ -21,6 +21,8 @@ from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -283,13 +285,10 @@ def test_an_owner_that_crashes_and_restarts_at_once_brings_its_groups_back() -> 
     assert world.online_on(0) == [0] and world.online_on(1) == [2]
 
 
-def test_a_join_whose_sponsor_died_does_not_keep_an_orphan() -> None:
-    """Found by the whole-cluster test (under xdist's draws).  Node 0, the locker, applies k=0 as update 2 and
-    cannot deliver it (cut one way from node 1; node 2 is restarting).  Nodes 1 and 2 install a membership
-    without node 0 and commit k=7 as update 2.  The network heals and node 0 coordinates the next round,
-    naming node 1 (the newest epoch) its sponsor, but node 1 has just crashed: node 0 cannot load its
-    database: it halts (database_unavailable) rather than keep its orphan k=0 as update 2 and its own view of the
-    locker, and it counts as installed before its sponsor's epoch, so that its next join loads a database."""
+def sponsor_dies(check: Callable[[World], None]) -> World:
+    """Node 0 applies k=0 as update 2 alone (cut one way from node 1, node 2 restarting) while nodes 1 and 2
+    commit k=7 as update 2; the network heals and node 1, the sponsor node 0 will name, crashes.  ``check``
+    runs every 10 ms until then."""
     world = World(NODES, GROUPS, seed=0, op_ms=OP_MS, rejoin_after_ms=REJOIN_AFTER_MS)
     world.boot_all()
     world.cluster.run_for(2000)
@@ -298,15 +297,43 @@ def test_a_join_whose_sponsor_died_does_not_keep_an_orphan() -> None:
     world.restart(2)
     world.cluster.network.cut(0, 1)
     world.submit_config(2, "k", "7")
-    problems: list[str] = []
     for ms in (270, 114):
         for _ in range(ms // 10):
             world.cluster.run_for(10)
-            problems += world.update_violations()
+            check(world)
         world.cluster.network.heal()
     world.cluster.nodes[1].crash()
+    return world
+
+
+def test_a_join_whose_sponsor_died_does_not_keep_an_orphan() -> None:
+    """Found by the whole-cluster test (under xdist's draws).  Node 0, the locker, applies k=0 as update 2 and
+    cannot deliver it (cut one way from node 1; node 2 is restarting).  Nodes 1 and 2 install a membership
+    without node 0 and commit k=7 as update 2.  The network heals and node 0 coordinates the next round,
+    naming node 1 (the newest epoch) its sponsor, but node 1 has just crashed: node 0 cannot load its
+    database: it halts (database_unavailable) rather than keep its orphan k=0 as update 2 and its own view of the
+    locker, and it counts as installed before its sponsor's epoch, so that its next join loads a database."""
+    problems: list[str] = []
+    world = sponsor_dies(lambda w: problems.extend(w.update_violations()))
     for _ in range(100):
         world.cluster.run_for(10)
         problems += world.update_violations()
     assert world.committed.get(2) == [{"key": "k", "value": "7"}], "the story did not happen: k=7 is not update 2"
     assert not problems, problems[0]
+
+
+def test_a_join_whose_sponsor_died_leaves_the_node_out_of_the_failover_manager() -> None:
+    """Found by the large profile (seed 305).  The same story: node 0 cannot load its sponsor's database and
+    halts in the middle of its install step.  The rest of that step (its commit, its ``installed`` report) must
+    not be carried out: the report reached the failover manager after ``halted`` and made the halted node a
+    member again, which brought its groups online after the take-over wait while it was out of the cluster."""
+    world = sponsor_dies(lambda w: None)
+    halted_out = 0
+    for _ in range(150):
+        world.cluster.run_for(10)
+        assert not world.violations(), world.violations()
+        node = world.cluster.nodes[0]
+        if node.up and node.machines["membership"].state == "Halted":
+            assert node.machines["failover"].state == "Out", "a halted node is a member of the failover manager"
+            halted_out += 1
+    assert halted_out, "the story did not happen: node 0 never halted"
