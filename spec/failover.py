@@ -78,8 +78,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                    best != NO_NODE, best != r.me)
 
     def resumable(r: Any, g: int) -> Any:
-        """After a rejoin: a group the database names this node the owner of, wanted online, not running here."""
-        return And(r.rejoining, r.owner[g] == r.me, r.wanted[g] == WANTED_ONLINE, Not(r.running[g]))
+        """After a rejoin, or a hand-over nobody applied: a group the database names this node the owner of,
+        wanted online, not running here."""
+        return And(Or(r.rejoining, r.lost[g]), r.owner[g] == r.me, r.wanted[g] == WANTED_ONLINE, Not(r.running[g]))
 
     def draining(r: Any, g: int) -> Any:
         return And(r.running[g], r.moving[g] == NO_NODE)
@@ -161,6 +162,11 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     def not_owned_here(r: Any, e: Any) -> Any:
         return Not(owns_it(r, e))
 
+    def lost_here(r: Any, e: Any) -> Any:
+        """This node owns the group, wanted online, and does not run it (it stopped it to hand it over)."""
+        return And(Select(r.owner, e.group) == r.me, Select(r.wanted, e.group) == WANTED_ONLINE,
+                   Not(Select(r.running, e.group)))
+
     # --- updates ----------------------------------------------------------------------
     def install(r: Any, e: Any) -> dict[str, Any]:
         members = members_of(e)
@@ -171,16 +177,16 @@ def make_failover_spec(n: int, groups: int) -> Spec:
 
     def leave(r: Any, e: Any) -> dict[str, Any]:
         return {"members": (False,) * n, "running": (False,) * groups, "moving": (NO_NODE,) * groups,
-                "rejoining": False}
+                "rejoining": False, "lost": (False,) * groups}
 
     def set_owner(r: Any, e: Any) -> dict[str, Any]:
-        return {"owner": Store(r.owner, e.group, e.node)}
+        return {"owner": Store(r.owner, e.group, e.node), "lost": Store(r.lost, e.group, False)}
 
     def start_here(r: Any, e: Any) -> dict[str, Any]:
-        return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, True)}
+        return {**set_owner(r, e), "running": Store(r.running, e.group, True)}
 
     def stop_here(r: Any, e: Any) -> dict[str, Any]:
-        return {"owner": Store(r.owner, e.group, e.node), "running": Store(r.running, e.group, False),
+        return {**set_owner(r, e), "running": Store(r.running, e.group, False),
                 "moving": Store(r.moving, e.group, NO_NODE)}
 
     submit = Effect("command", "submit_owners", place_orphans, when=lowest_member)
@@ -220,24 +226,24 @@ def make_failover_spec(n: int, groups: int) -> Spec:
 
     def stop_configured(r: Any, e: Any) -> Any:
         return And(e.wanted != WANTED_ONLINE, Select(r.running, e.group), Select(r.moving, e.group) == NO_NODE)
+    RESUME_LATER = Effect("start_timer", "resume_owned_elapsed", lambda r, e, r2: {"ms": r.takeover_wait_ms})
     halt_all = Effect("command", "halt_groups", lambda r, e, r2: {"groups": [g for g in gs if r.running[g]]})
     rows = (
         Transition("installed", (OUT,), MEMBER, guard=newer_and_included,
                    update=lambda r, e: {**install(r, e), "rejoining": True},
                    effects=(wait_for_halts, check_failback_later,
-                            Effect("start_timer", "resume_owned_elapsed",
-                                   lambda r, e, r2: {"ms": r.takeover_wait_ms})),
+                            RESUME_LATER),
                    doc="this node (re)joins with a current database (loaded from the sponsor if it was behind); "
                        "after the take-over wait, when owner updates in flight at the regroup are settled, it "
                        "brings back the groups the database still names it the owner of"),
         Transition("resume_owned_elapsed", (MEMBER,), None,
-                   update=lambda r, e: {"rejoining": False,
+                   update=lambda r, e: {"rejoining": False, "lost": (False,) * groups,
                                         "running": tuple(Or(r.running[g], resumable(r, g)) for g in gs)},
                    effects=(Effect("command", "groups_online",
                                    lambda r, e, r2: {"groups": [g for g in gs if resumable(r, g)]},
                                    when=lambda r, e: Exists(gs, lambda g: resumable(r, g))),),
-                   doc="groups this rejoined node owns run nowhere else (others run only what they own): "
-                       "bring them online here"),
+                   doc="groups this rejoined node owns, and groups whose hand-over nobody applied, run nowhere "
+                       "else (others run only what they own): bring them online here"),
         Transition("installed", (MEMBER,), MEMBER, guard=newer_and_included, update=install,
                    effects=(wait_for_halts, check_failback_later),
                    doc="a new membership with this node: the lowest member waits until every node left out "
@@ -297,6 +303,15 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                                    lambda r, e, r2: {"groups": [g for g in gs if draining(r, g)]})),
                    doc="pause this node for maintenance and move its groups away (drain): pause by a global "
                        "update, take each group offline, hand each over by the placement policy"),
+        Transition("decision_lost", (MEMBER,), None, guard=named("lost_here", lost_here),
+                   update=lambda r, e: {"lost": Store(r.lost, e.group, True)},
+                   effects=(RESUME_LATER,),
+                   doc="the global update that was to hand this node's group over (a move, a drain, a failback, a "
+                       "failure) was dropped at a regroup, refused, or lost with the locker: no member applied it "
+                       "and the database still names this node; after the take-over wait (a locker left out that "
+                       "applied it alone has halted by then) bring it online here again"),
+        Transition("decision_lost", (MEMBER,), None, guard=negation("not_lost_here", lost_here),
+                   doc="the group runs, is not this node's, or is not wanted online: nothing to bring back"),
         Transition("pause_requested", (MEMBER,), None,
                    effects=(Effect("command", "submit_owners",
                                    lambda r, e, r2: {"updates": [{"pause": e.node, "paused": e.paused}]}),),
@@ -347,6 +362,7 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Ignore("failback_check_elapsed", (OUT,), "a late timer"),
         Ignore("resume_owned_elapsed", (OUT,), "a late timer"),
         Ignore("group_stopped", (OUT,), "everything here is stopped"),
+        Ignore("decision_lost", (OUT,), "this node runs nothing: the next membership places its groups"),
         Ignore("move_requested", (OUT,), "this node is not in the cluster: ask a member", reject=True),
         Ignore("drain_requested", (OUT,), "this node is not in the cluster: nothing to drain", reject=True),
         Ignore("pause_requested", (OUT,), "this node is not in the cluster: ask a member", reject=True),
@@ -369,6 +385,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Event("pause_requested", "administrator: pause or resume a node",
               (Arg("node", 0, n, "node id", hi_max=n), Arg("paused", 0, 2, "1 pause, 0 resume", hi_max=2))),
         Event("group_stopped", "this node's group machine reports the group offline", (group_arg,)),
+        Event("decision_lost", "this node's global update that set the group's owner was dropped at a regroup or "
+              "refused (nobody applied it)", (group_arg,)),
         Event("hour_changed", "clock: the local hour of day changed", (Arg("hour", 0, 24, "hour 0-23", hi_max=24),)),
         Event("failback_check_elapsed", "timer: look for groups that should fail back"),
         Event("resume_owned_elapsed", "timer: a rejoined node brings back the groups it still owns"),
@@ -392,6 +410,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Field("failback_end", int, (d.FAILBACK_WINDOW_NONE,) * groups, "FailbackWindowEnd hour per group "
               "(-1: any hour)", lo=d.FAILBACK_WINDOW_NONE, hi=23, length=groups),
         Field("hour", int, 0, "local hour of day, from clock events", lo=0, hi=23),
+        Field("lost", bool, (False,) * groups, "a hand-over of this node's group that nobody applied: it comes back "
+              "here after the take-over wait", length=groups),
         Field("rejoining", bool, False, "joined from outside the cluster; its owned groups come back after the "
               "take-over wait"),
         Field("moving", int, (NO_NODE,) * groups, "groups being handed over: target node (-2: the best node but "

@@ -62,10 +62,14 @@ The protocol (USENIX'98 GUM, patent 6,163,855; design decision 4):
   queued update would be stale.  A sweep in progress continues.
 
 Outcomes for the caller of ``submit``: ``report committed(seq)``, ``report
-aborted`` (the locker died before any survivor had it: submit it again if it
-still makes sense) or ``report refused(seq)`` (the locker could not apply
-it).  The caller submits one update at a time (``submit`` is refused while
-one is in flight).
+aborted`` (nobody applied it: the locker died before any survivor had it, or
+the update was dropped for another: submit it again if it still makes
+sense), ``report interrupted`` (this node halted, was left out, or loaded
+its sponsor's database while the update was in flight: a locker may have
+numbered it, and then it is swept without this node; look before submitting
+it again) or ``report refused(seq)`` (the locker could not apply it).  The
+caller submits one update at a time (``submit`` is refused while one is in
+flight).
 
 Choices where MSCS is silent or where this table departs from the brief:
 
@@ -275,6 +279,10 @@ def make_gum_spec(n: int) -> Spec:
     RETRY = Effect("start_timer", "lock_retry_elapsed", lambda r, e, a: {"ms": r.lock_retry_ms})
     REQUEST = Effect("send", "lock_request", lambda r, e, a: {"to": r.locker, "seen": r.last_seq})
     ABORTED = Effect("report", "aborted")
+    #: this node's own update in flight, when this node stops taking part: a locker may have numbered it, and
+    #: then it is swept without this node; the caller must look before it submits it again
+    INTERRUPTED = Effect("report", "interrupted", when=lambda r, e: Or(
+        r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own)))
     HALT = {"lock_holder": NONE, "next": NONE, "own": False, "sending_seq": 0}
     EVICT_ME = Effect("report", "evict", lambda r, e, a: {"node": r.me})
 
@@ -580,8 +588,7 @@ def make_gum_spec(n: int) -> Spec:
     rows += [
         Transition(MEMBERSHIP, LIVE, HALTED, guard=named("excluded", lambda r, e: Not(me_alive(r, e))),
                    update=lambda r, e: {**HALT, "members": alive(e)},
-                   effects=(Effect("report", "aborted", when=lambda r, e: Or(
-                       r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own))),),
+                   effects=(INTERRUPTED,),
                    doc="this node is no longer a member: halt its GUM role"),
     ]
     rows += sweep_rows(MEMBERSHIP, LIVE, "replay", replays, replay_prepare, at_me,
@@ -627,23 +634,20 @@ def make_gum_spec(n: int) -> Spec:
                                         "members": Store(alive(e), r.me, True), "blocked": True,
                                         "last_swept": If(r.last_swept <= e.seq, r.last_swept, 0)},
                    effects=(Effect("cancel_timer", "lock_retry_elapsed"), Effect("cancel_timer", "resend_elapsed"),
-                            Effect("report", "aborted", when=lambda r, e: Or(
-                                r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own)))),
+                            INTERRUPTED),
                    doc="this node joins a membership behind its sponsor and loaded the sponsor's database: its "
                        "history is the sponsor's up to seq, its locker and members the sponsor's (and itself); "
-                       "anything of its own in flight is dropped (aborted); updates wait for the membership to "
+                       "anything of its own in flight is left (interrupted); updates wait for the membership to "
                        "be installed; an own sweep newer than the loaded history is forgotten"),
         Transition("database_loaded", LIVE, None, guard=named("not_a_sponsor_view",
                                                                lambda r, e: Not(Select(alive(e), e.locker))),
                    doc="a sponsor's locker is always one of its members: a malformed load, ignored"),
-        Transition("halt", LIVE, HALTED, update=lambda r, e: HALT,
-                   effects=(Effect("report", "aborted", when=lambda r, e: Or(
-                       r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own))),),
+        Transition("halt", LIVE, HALTED, update=lambda r, e: HALT, effects=(INTERRUPTED,),
                    doc="this node halted or left the cluster"),
     ]
 
-    in_flight = ("an update from this node is in flight: submit the next one after its committed, aborted or "
-                 "refused report")
+    in_flight = ("an update from this node is in flight: submit the next one after its committed, aborted, "
+                 "interrupted or refused report")
     halted = "GUM is halted on this node (it left the cluster or could not apply an update): it must rejoin first"
     ignored = (
         Ignore("submit", (BLOCKED,), "a regroup is in progress: recompute the change against the new membership and "

@@ -232,12 +232,12 @@ class Service:
         if outcome == "committed":
             future.set_result(self.hive.last_seq)
         elif outcome == "aborted":
-            # GUM reports ``aborted`` when the update's sweep cannot go on from here (this node halted or reloaded
-            # its database, or the locker was lost before anyone else had it); a request the locker had already
-            # granted is still swept by it (design decision 19, "found, not fixed"), so the outcome is not certain
-            future.set_exception(AdminError("the update was interrupted (a regroup, this node rejoining, or the "
-                                            "locker lost) and may or may not have been applied: check the "
-                                            "configuration (`wolfpack status`), then submit it again if it is "
+            future.set_exception(AdminError("the update was not applied: the locker node was lost before any "
+                                            "other node had it, or a regroup replaced it; submit it again", 503))
+        elif outcome == "interrupted":
+            future.set_exception(AdminError("the update was interrupted (this node left or rejoined the cluster "
+                                            "while it was in flight) and may or may not have been applied: check "
+                                            "the configuration (`wolfpack status`), then submit it again if it is "
                                             "not there", 503))
         else:
             future.set_exception(AdminError("the cluster refused the update: it no longer fits the database "

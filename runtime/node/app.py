@@ -90,7 +90,7 @@ class Hooks:
     applied: Callable[[int, Update], None] = lambda seq, payload: None
     #: this node's own update was committed (its sender heard so)
     committed: Callable[[int, Update], None] = lambda seq, payload: None
-    #: this node's own update ended: "committed", "aborted" or "refused" (with its payload)
+    #: this node's own update ended: "committed", "aborted", "interrupted" or "refused" (with its payload)
     ended: Callable[[str, Update], None] = lambda outcome, payload: None
     #: run a function after the current step (the event loop's ``call_soon``)
     defer: Callable[[Callable[[], None], str], None] = lambda fn, what: fn()
@@ -129,7 +129,8 @@ class NodeApp:
     batch_limit: int = 1
     parts: list[Update] = field(default_factory=list)  # the queued updates ``pending`` is made of
     _singles: int = 0  # after a refused batch, its updates go one at a time (only the bad one is refused)
-    _decided: set[int] = field(default_factory=set)  # ids of the failover manager's updates in the queue
+    #: the failover manager's updates in the queue or in flight: id -> the groups whose owner each sets
+    _decided: dict[int, list[int]] = field(default_factory=dict)
 
     # -- GUM payloads ride beside their messages -------------------------------------------
     def attach_payload(self, machine: str, name: str, args: Mapping[str, Any]) -> Update | None:
@@ -173,17 +174,24 @@ class NodeApp:
             payload = [{DECIDED_IN: int(self.host.machines["membership"].record.epoch)}, *payload]
         self.queue.append(payload)
         if decided:
-            self._decided.add(id(payload))
+            self._decided[id(payload)] = [int(c["group"]) for c in changes if "group" in c and "node" in c]
         self.next_submit()
         return payload
 
     def drop_decisions(self) -> None:
         """A regroup started or the node halted: the failover manager's queued updates are stale (a placement
-        decided while a node was out may move a group that node runs again once it is back)."""
+        decided while a node was out may move a group that node runs again once it is back); the failover
+        manager hears of each (``decision_lost``)."""
         dropped = [u for u in self.queue if id(u) in self._decided]
         if dropped:
             self.queue = [u for u in self.queue if id(u) not in self._decided]
-            self._decided.difference_update(id(u) for u in dropped)
+            for u in dropped:
+                self._lost(u)
+
+    def _lost(self, payload: Update) -> None:
+        """A decision of the failover manager that nobody applied: it hears which groups it was about."""
+        for group in self._decided.pop(id(payload), []):
+            self.host.feed("failover", "decision_lost", group=group)
 
     def next_submit(self) -> None:
         if self.pending is not None or not self.queue or self.host.machines["gum"].state != "Idle":
@@ -217,7 +225,7 @@ class NodeApp:
                 out.insert(0, ("membership", "disk_epoch", {"epoch": floor}))
         if machine == "membership" and report.name in ("regroup_started", "halted"):
             self.drop_decisions()
-        if machine == "gum" and report.name in ("committed", "aborted", "refused"):
+        if machine == "gum" and report.name in ("committed", "aborted", "interrupted", "refused"):
             outcome = report.name
             mine = None if self.pending is None else unmarked(self.pending)
             if outcome == "committed" and self.store.get(int(report.args["seq"]), mine) != mine:
@@ -229,7 +237,9 @@ class NodeApp:
                 self._singles = len(self.parts)
             else:
                 for part in self.parts:
-                    self._decided.discard(id(part))
+                    if outcome in ("aborted", "refused"):  # nobody applied it (an interrupted one may be swept)
+                        self._lost(part)
+                    self._decided.pop(id(part), None)
                     self.hooks.ended(outcome, part)
             self.pending = None
             self.parts = []

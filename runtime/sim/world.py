@@ -313,6 +313,15 @@ class World:
         for owner in self.online_on(group) or self.running_on(group):
             self.cluster.nodes[owner].feed("failover", "move_requested", group=group, node=node)
 
+    def fail_resource(self, group: int, resource: int) -> bool:
+        """Resource ``resource`` of group ``group`` dies where it is Online (its IsAlive check fails there);
+        whether it was Online anywhere."""
+        name = resource_machine_name(group, resource)
+        hit = [n for n in self.cluster.nodes.values() if n.up and n.machines[name].state == "Online"]
+        for node in hit:
+            node.feed(name, "is_alive_failed")
+        return bool(hit)
+
     def drain(self, node: int) -> None:
         """An administrator pauses a node and moves its groups away."""
         self.cluster.nodes[node].feed("failover", "drain_requested")

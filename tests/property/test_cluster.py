@@ -204,6 +204,16 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             self.world.submit_config(node, "k", str(value))
             self.wait(then_ms)
 
+        @rule(group=st.integers(0, len(GROUPS) - 1), resource=st.integers(0, 1), then_ms=then)
+        def fail_resource(self, group: int, resource: int, then_ms: int) -> None:
+            self.world.fail_resource(group, resource % len(GROUPS[group].resources))
+            self.wait(then_ms)
+
+        @rule(group=st.integers(0, len(GROUPS) - 1), node=st.integers(0, NODES - 1), then_ms=then)
+        def move(self, group: int, node: int, then_ms: int) -> None:
+            self.world.move(group, node)
+            self.wait(then_ms)
+
     return ClusterWithMoreFaults
 
 

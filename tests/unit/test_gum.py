@@ -99,7 +99,7 @@ class Pump:
                 self.timers[k].discard(eff.name)
             elif eff.kind == "report":
                 self.reports[k].append((eff.name, dict(eff.args)))
-                if eff.name in ("committed", "aborted", "refused"):
+                if eff.name in ("committed", "aborted", "interrupted", "refused"):
                     self.pending[k] = None if eff.name == "committed" else self.pending[k]
 
     def _payload(self, k: int, name: str, args: dict[str, int]) -> str | None:
