@@ -53,12 +53,20 @@ ONLINE_MS = d.TAKEOVER_WAIT_MS + max(len(g.resources) for g in GROUPS) * OP_MS
 #: after the faults stop, everything that can run runs within this: 900 + 2400 + 800 = 4100 ms
 LIVENESS_BOUND_MS = SETTLED_MS + REJOINED_MS + ONLINE_MS
 
+# Under disk quorum: a node that will halt has done so within a detection and the disk regroup window; the
+# disk is won within a challenge (W, three reserve timeouts, jitter); a halted node rejoins as above; the groups
+# of nodes left out are taken over after the disk take-over wait: 15500 + 13200 + 2400 + 14100 = 45200 ms.
+DISK_LIVENESS_BOUND_MS = (d.HEARTBEAT_PERIOD_MS * d.HEARTBEAT_MISSED_THRESHOLD + d.DISK_REGROUP_WINDOW_MS
+                          + d.CHALLENGE_WAIT_MS + 3 * d.RESERVE_TIMEOUT_MS + d.JITTER_MS + REJOINED_MS
+                          + d.DISK_TAKEOVER_WAIT_MS + max(len(g.resources) for g in GROUPS) * OP_MS)
+
 
 def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = True,
                     longest_wait_ms: int = 600, faults_take_time: bool = False,
-                    liveness: bool = False) -> type[RuleBasedStateMachine]:
-    """The whole-cluster model; ``more_faults`` adds one-way cuts, degraded links and configuration updates
-    to crash, restart, partition, heal and wait (up to ``longest_wait_ms`` at a time).
+                    liveness: bool = False, quorum: str = "mns") -> type[RuleBasedStateMachine]:
+    """The whole-cluster model; ``more_faults`` adds one-way cuts, degraded links, configuration updates,
+    administrator moves and resource failures to crash, restart, partition, heal and wait (up to
+    ``longest_wait_ms`` at a time).  Under ``quorum="disk"`` the disk can also stall and resume.
 
     With ``liveness`` a halted node starts its cluster role again after ``REJOIN_AFTER_MS`` (the daemon's
     default), and each run ends with the liveness check of :meth:`Cluster.teardown`.
@@ -73,14 +81,15 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         @initialize(seed=st.integers(0, 2**16), restart_crashed=st.booleans() if liveness else st.just(False))
         def form(self, seed: int, restart_crashed: bool) -> None:
             self.restart_crashed = restart_crashed
-            self.world = World(NODES, GROUPS, seed=seed, op_ms=OP_MS,
+            self.world = World(NODES, GROUPS, seed=seed, op_ms=OP_MS, quorum=quorum,
                                rejoin_after_ms=REJOIN_AFTER_MS if liveness else 0)
             if takeover_wait_ms is not None:
                 for node in self.world.cluster.nodes.values():
                     fo = node.machines["failover"]
                     fo.record = fo.record.replace(takeover_wait_ms=takeover_wait_ms)
             self.world.boot_all()
-            self.world.cluster.run_for(2000)
+            # under disk quorum the first node challenges for the disk (W), then waits out the disk take-over wait
+            self.world.cluster.run_for(2000 if quorum == "mns" else 30000)
 
         def up(self) -> list[int]:
             return [i for i, n in self.world.cluster.nodes.items() if n.up]
@@ -149,13 +158,14 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
                 return
             world = self.world
             world.cluster.network.heal()
+            world.disk.resume()
             if self.restart_crashed:
                 for i in range(NODES):
                     if not world.cluster.nodes[i].up:
                         world.restart(i)
-            self.wait(LIVENESS_BOUND_MS)
+            self.wait(LIVENESS_BOUND_MS if quorum == "mns" else DISK_LIVENESS_BOUND_MS)
             live = self.up()
-            if len(live) < NODES // 2 + 1:
+            if len(live) < (NODES // 2 + 1 if quorum == "mns" else 1):
                 running = {g.name: world.running_on(gi) for gi, g in enumerate(GROUPS) if world.running_on(gi)}
                 assert not running, f"nodes {live} are no majority, but groups run: {running}"
                 return
@@ -214,12 +224,30 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             self.world.move(group, node)
             self.wait(then_ms)
 
+        if quorum == "disk":
+            @rule(delay=st.sampled_from([500, 3000, 12000]), node=st.sampled_from([None, *range(NODES)]),
+                  then_ms=then)
+            def stall_disk(self, delay: int, node: int | None, then_ms: int) -> None:
+                self.world.disk.stall(delay, node)
+                self.wait(then_ms)
+
+            @rule(then_ms=then)
+            def resume_disk(self, then_ms: int) -> None:
+                self.world.disk.resume()
+                self.wait(then_ms)
+
     return ClusterWithMoreFaults
 
 
 class TestCluster(cluster_machine(liveness=True).TestCase):  # type: ignore[misc]
     # 300 runs of 50 faults or waits each under the ci profile; the large profile runs more
     settings = settings(settings(), max_examples=max(300, settings().max_examples), stateful_step_count=50)
+
+
+class TestClusterDisk(cluster_machine(liveness=True, quorum="disk", longest_wait_ms=3000).TestCase):  # type: ignore[misc]
+    # the same faults under disk quorum, with a disk that stalls; waits up to 3 s, so that arbitration plays out;
+    # 100 runs under the ci profile (each ends with 45 s of simulated recovery), the large profile runs more
+    settings = settings(settings(), max_examples=max(100, settings().max_examples), stateful_step_count=50)
 
 
 def test_without_the_takeover_wait_a_split_runs_a_group_twice() -> None:
