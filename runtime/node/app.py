@@ -243,8 +243,6 @@ class NodeApp:
                     self.hooks.ended(outcome, part)
             self.pending = None
             self.parts = []
-            if self.queue:  # the step's log came before this report: after_step saw the update still in flight
-                self.hooks.defer(self.next_submit, f"submit {self.host.node_id}")
         return out
 
     # -- commands ------------------------------------------------------------------------------
