@@ -318,8 +318,9 @@ class NodeApp:
             if decided is not None and decided < epoch:
                 raise ApplyFailed("apply_error", {"seq": seq},
                                   f"update {seq} is a failover decision made in membership epoch {decided}, "
-                                  f"and epoch {epoch} is installed now: refused (the failover manager decides again "
-                                  "for the new membership)")
+                                  f"and epoch {epoch} is installed now: refused (the new membership's coordinator "
+                                  "places orphaned groups again; a group stopped for this hand-over comes back to "
+                                  "its owner)")
             self.store[seq] = unmarked(asked)
         elif seq in self.offered:
             # the sweep GUM took, in the step handling its message: GUM persists only the number after the last
