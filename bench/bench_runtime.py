@@ -140,12 +140,15 @@ def updates(args: argparse.Namespace) -> None:
         clients = [lab.client(i % 3) for i in range(args.clients)]
         deadline = time.monotonic() + args.seconds
         committed = [0] * args.clients
+        waits: list[list[float]] = [[] for _ in range(3)]  # each commit's wait, by the node its client asks
 
         def work(k: int) -> None:
             value = 0
             while time.monotonic() < deadline:
                 value += 1
+                asked = time.monotonic()
                 clients[k].post("/v1/groups/g/configure", {"failback_window": [value % 24, -1]})
+                waits[k % 3].append((time.monotonic() - asked) * 1000)
                 committed[k] += 1
 
         start = time.monotonic()
@@ -157,6 +160,8 @@ def updates(args: argparse.Namespace) -> None:
     print(f"{total} durable global updates committed in {took:.1f} s by {args.clients} clients on 3 nodes: "
           f"{total / took:.0f} updates/s; every node applied {seqs} (each update fsync'd to the quorum log and "
           "committed to the hive, synchronous=FULL, on every node)")
+    for i in range(3):  # fairness: the locker (node 0) takes the lock for its own updates without a message
+        print(summary(f"commit wait, node {i} clients{' (locker)' if i == 0 else ''}", waits[i]))
 
 
 def _proc(pid: int) -> tuple[float, int]:

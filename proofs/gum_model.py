@@ -90,14 +90,15 @@ MAX_SEQ = 2
 #: depth of the search for the witnesses (all are reached by depth 6)
 BOUND = 6
 ENV = "env"
-#: message type -> its fields besides ``src`` (``uid``: the payload, a ghost)
+#: the message types the model delivers -> the ghost fields each carries besides its event's arguments
+#: (``uid``: the payload); :func:`message_fields` adds the arguments from the spec
 MESSAGES: dict[str, tuple[str, ...]] = {
-    "lock_request": ("seen", "uid"),
-    "lock_granted": ("seq",),
-    "unlock": ("seq",),
-    "unlock_query": ("seq",),
-    "apply_update": ("seq", "locker", "uid"),
-    "applied": ("seq",),
+    "lock_request": ("uid",),
+    "lock_granted": (),
+    "unlock": (),
+    "unlock_query": (),
+    "apply_update": ("uid",),
+    "applied": (),
 }
 GHOST = ("uid",)
 #: messages whose delivery changes no record (checked), so the model never delivers them
@@ -121,11 +122,19 @@ def slot(n: int, src: int, dst: int) -> int:
     return src * n + dst
 
 
+@cache
+def message_fields(n: int) -> dict[str, tuple[str, ...]]:
+    """Message type -> its fields besides ``src``: the arguments of its event in the spec, then its ghosts
+    (``lock_request`` carries the requester's view: one ``alive{k}`` per node)."""
+    events = {e.name: e for e in gum.make_gum_spec(n).events}
+    return {m: (*(a.name for a in events[m].args if a.name != "src"), *ghosts) for m, ghosts in MESSAGES.items()}
+
+
 def env_spec(n: int, max_seq: int) -> Spec:
     """The network and the ghost state, as a record (no rows: the model's steps change it)."""
     pairs = n * n
     fields: list[Field] = [Field("alive", bool, (True,) * n, "the node is running", length=n)]
-    for name, args in MESSAGES.items():
+    for name, args in message_fields(n).items():
         fields.append(Field(f"{name}__in", bool, (False,) * pairs, f"a {name} is in flight [src*n+dst]",
                             length=pairs))
         for a in args:  # no bounds: the receivers' rows must cope with any value (and proving them costs)
@@ -569,7 +578,7 @@ class GumSystem(System):
     def event_args(self, k: int, trigger: str, act: Any, env: Record) -> Record:
         n = self.n
         if trigger in MESSAGES:
-            names = ["src", *[a for a in MESSAGES[trigger] if a not in GHOST]]
+            names = ["src", *[a for a in message_fields(n)[trigger] if a not in GHOST]]
             deliveries = [(i, a.src) for i, a in enumerate(self.actions)
                           if a.kind == "deliver" and a.trigger == trigger and a.node == k and a.src is not None]
             values = {}
@@ -674,7 +683,7 @@ class GumSystem(System):
                 else:
                     parts.append(to_bool(to_term(me2.value(f.name)) == to_term(self.chain(cases, old))))
         # the network
-        for m, fields in MESSAGES.items():
+        for m, fields in message_fields(n).items():
             for s in range(n):
                 for d in range(n):
                     i = slot(n, s, d)

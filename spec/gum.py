@@ -10,10 +10,17 @@ keyed by sequence number (and the pending one of this node), attaches it to
 The protocol (USENIX'98 GUM, patent 6,163,855; design decision 4):
 
 * The **locker** (initially node 0) holds the global lock.  A sender asks it
-  with ``lock_request``; the locker, if the lock is free, gives the update
-  the next sequence number, **applies it first**, takes the lock for the
-  sender and answers ``lock_granted(seq)``; otherwise ``lock_busy`` and the
-  sender asks again after ``lock_retry_ms`` (G2: it waits).
+  with ``lock_request``, which carries the sender's installed membership; the
+  locker, if the lock is free and that membership is its own, gives the
+  update the next sequence number, **applies it first**, takes the lock for
+  the sender and answers ``lock_granted(seq)``; otherwise ``lock_busy`` and
+  the sender asks again after ``lock_retry_ms`` (G2: it waits).  A sender
+  that missed the commit of a membership would sweep to the members it
+  knows and skip a new one (decision 24).  The locker takes the lock for
+  its own updates at once, except after it told a member busy: then its
+  next update waits one ``lock_retry_ms``, in which that member asks again
+  and is granted (decision 25); without it, a stream of the locker's own
+  updates kept the other nodes waiting.
 * The sender then **sweeps**: it delivers ``apply_update(seq)`` to the other
   members one at a time, in the fixed order that starts after the locker
   (ids after the locker's, wrapping, skipping non-members), waiting for each
@@ -185,7 +192,7 @@ def make_gum_spec(n: int) -> Spec:
             lock_holder=If(And(done, r1.locker == r1.me), NONE, r1.lock_holder),
         )
 
-    variables = ("members", "locker", "last_seq", "lock_holder", "locked_seq", "sending_seq", "next", "own",
+    variables = ("members", "locker", "last_seq", "lock_holder", "locked_seq", "sending_seq", "next", "own", "yielding",
                  "blocked", "fresh", "last_swept")
 
     def changes(after: Any) -> dict[str, Any]:
@@ -270,33 +277,39 @@ def make_gum_spec(n: int) -> Spec:
     def self_grant(r: Any, e: Any) -> Any:
         """The locker gives its own update the next number and applies it first."""
         seq = r.last_seq + 1
-        return r.replace(last_seq=seq, lock_holder=r.me, locked_seq=seq, sending_seq=seq, own=True, next=NONE)
+        return r.replace(last_seq=seq, lock_holder=r.me, locked_seq=seq, sending_seq=seq, own=True, next=NONE,
+                         yielding=False)
 
     def at_me(r1: Any, e: Any) -> Any:
         return r1.me
 
     SELF_APPLY = persist_and_apply(lambda r, e: r.last_seq + 1)
     RETRY = Effect("start_timer", "lock_retry_elapsed", lambda r, e, a: {"ms": r.lock_retry_ms})
-    REQUEST = Effect("send", "lock_request", lambda r, e, a: {"to": r.locker, "seen": r.last_seq})
+    REQUEST = Effect("send", "lock_request", lambda r, e, a: {
+        "to": r.locker, "seen": r.last_seq, **{f"alive{k}": If(Select(r.members, k), 1, 0) for k in ks}})
     ABORTED = Effect("report", "aborted")
     #: this node's own update in flight, when this node stops taking part: a locker may have numbered it, and
     #: then it is swept without this node; the caller must look before it submits it again
     INTERRUPTED = Effect("report", "interrupted", when=lambda r, e: Or(
         r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own)))
-    HALT = {"lock_holder": NONE, "next": NONE, "own": False, "sending_seq": 0}
+    HALT = {"lock_holder": NONE, "next": NONE, "own": False, "sending_seq": 0, "yielding": False}
     EVICT_ME = Effect("report", "evict", lambda r, e, a: {"node": r.me})
 
     def holder_asks(r: Any, e: Any) -> Any:
         """A lock request from the node the lock is held for."""
         return And(i_am_locker(r), r.lock_holder == e.src, e.src != r.me)
 
+    def same_view(r: Any, e: Any) -> Any:
+        """The requester installed the membership this locker has: its sweep will reach every member."""
+        return And(*(Select(r.members, k) == v for k, v in enumerate(alive(e))))
+
     def grant_lost(r: Any, e: Any) -> Any:
         """The holder asks again without the update: the grant was lost (or this request is a late copy)."""
-        return And(holder_asks(r, e), e.seen + 1 == r.locked_seq)
+        return And(holder_asks(r, e), e.seen + 1 == r.locked_seq, same_view(r, e))
 
     def grantable(r: Any, e: Any) -> Any:
         return And(i_am_locker(r), lock_free(r), Not(r.blocked), Select(r.members, e.src), e.src != r.me,
-                   e.seen == r.last_seq)
+                   e.seen == r.last_seq, same_view(r, e))
 
     QUERY_LATER = Effect("start_timer", "unlock_query_elapsed", lambda r, e, a: {"ms": r.unlock_query_ms})
 
@@ -328,13 +341,15 @@ def make_gum_spec(n: int) -> Spec:
     ]
 
     # submit and the locker's own retries
-    rows += sweep_rows("submit", (IDLE,), "locker_submits", lambda r, e: And(i_am_locker(r), lock_free(r)),
+    rows += sweep_rows("submit", (IDLE,), "locker_submits", lambda r, e: And(
+        i_am_locker(r), lock_free(r), Not(r.yielding)),
                        self_grant, at_me, "the locker's own update: it takes the lock and applies it first",
                        first=SELF_APPLY)
     rows += [
         Transition("submit", (IDLE,), REQUESTING, guard=named("locker_busy", lambda r, e: And(
-            i_am_locker(r), Not(lock_free(r)))), effects=(RETRY,),
-                   doc="the locker's own update while the lock is held: try again later"),
+            i_am_locker(r), Or(Not(lock_free(r)), r.yielding))), effects=(RETRY,),
+                   doc="the locker's own update while the lock is held, or while it yields to a node told busy: "
+                       "try again later"),
         Transition("submit", (IDLE,), REQUESTING, guard=named("not_locker", lambda r, e: Not(i_am_locker(r))),
                    effects=(REQUEST, RETRY), doc="ask the locker for the global lock (it applies the update first); "
                                                  "ask again after lock_retry_ms if no answer came (it was lost)"),
@@ -355,7 +370,7 @@ def make_gum_spec(n: int) -> Spec:
     rows += [
         Transition("lock_request", LIVE, None, guard=named("grantable", grantable),
                    update=lambda r, e: {"last_seq": r.last_seq + 1, "lock_holder": e.src,
-                                        "locked_seq": r.last_seq + 1},
+                                        "locked_seq": r.last_seq + 1, "yielding": False},
                    effects=(*SELF_APPLY, Effect("send", "lock_granted", lambda r, e, a: {"to": e.src,
                                                                                         "seq": a.last_seq}),
                             QUERY_LATER),
@@ -368,9 +383,11 @@ def make_gum_spec(n: int) -> Spec:
                        "again (a late copy of a request meets a sender that ignores the grant)"),
         Transition("lock_request", LIVE, None, guard=named("busy", lambda r, e: And(
             i_am_locker(r), Not(grantable(r, e)), Not(grant_lost(r, e)))),
+                   update=lambda r, e: {"yielding": Or(r.yielding, And(Select(r.members, e.src), e.src != r.me))},
                    effects=(Effect("send", "lock_busy", lambda r, e, a: {"to": e.src}),),
                    doc="the lock is held (also by the requester: its unlock may be lost, and the query settles it), "
-                       "a regroup is in progress, or the request is stale: ask again later"),
+                       "a regroup is in progress, the request is stale, or the requester has not installed this "
+                       "locker's membership (its sweep would miss a member): ask again later"),
         Transition("lock_request", LIVE, None, guard=named("not_the_locker", lambda r, e: Not(i_am_locker(r))),
                    doc="this node is not the locker (a request from before a membership change)"),
         Transition("unlock", LIVE, None, guard=named("holder_unlocks", lambda r, e: And(
@@ -564,7 +581,7 @@ def make_gum_spec(n: int) -> Spec:
     def installed(r: Any, e: Any) -> dict[str, Any]:
         members = alive(e)
         locker = successor(r, members)
-        return {"members": members, "locker": locker, "blocked": False, "fresh": False,
+        return {"members": members, "locker": locker, "blocked": False, "fresh": False, "yielding": False,
                 "lock_holder": If(locker == r.me, r.lock_holder, NONE)}
 
     def keeps_own(r: Any) -> Any:
@@ -673,7 +690,9 @@ def make_gum_spec(n: int) -> Spec:
         Event("lock_retry_elapsed", "timer: ask for the lock again"),
         Event("resend_elapsed", "timer: the member the sweep waits for has not acknowledged yet"),
         Event("lock_request", "message to the locker: lock, number and apply my pending update",
-              (src, Arg("seen", 0, None, "the requester's last_seq", hi_max=5))),
+              (src, Arg("seen", 0, None, "the requester's last_seq", hi_max=5),
+               *(Arg(f"alive{k}", 0, 2, f"1 if node {k} is a member of the requester's installed membership",
+                     hi_max=2) for k in ks))),
         Event("lock_granted", "message from the locker: it applied the update under seq; deliver it", (src, seq)),
         Event("lock_busy", "message from the locker: the lock is held; ask again later", (src,)),
         Event("update_failed", "message from the locker: it could not apply the update", (src, seq)),
@@ -713,6 +732,9 @@ def make_gum_spec(n: int) -> Spec:
         Field("next", int, NONE, "the node this sweep waits for (-1: none)", lo=NONE, hi=n - 1),
         Field("own", bool, False, "the sweep carries this node's own update (else it is a replay)"),
         Field("blocked", bool, False, "a regroup is in progress"),
+        Field("yielding", bool, False, "at the locker: a member was told busy since the lock was last granted; "
+              "the locker's own next update waits one lock_retry_ms for it, so that a stream of the locker's "
+              "own updates cannot keep the others waiting"),
         Field("last_swept", int, 0, "the last update of its own this node swept to the end since it started (a "
               "locker asks a holder that keeps its lock)", lo=0),
         Field("fresh", bool, True, "(re)started and no membership installed since: a locker then replays its "

@@ -11,7 +11,10 @@ neither messages nor timers, by the rules of ``docs/design/cluster-protocols.md`
   :class:`Database` stores it and says which failover-manager events it
   makes (a group's owner, a paused node, a group's configuration);
 * **one update at a time**: changes to submit wait in a queue; the next is
-  submitted when GUM is idle again (:meth:`NodeApp.after_step`).  The failover
+  submitted when GUM is idle again (:meth:`NodeApp.after_step`) and the
+  report of the one in flight has been handled (:meth:`NodeApp.route`: a
+  step logs before its report, so a queue left at that point stalled until
+  the next submit).  The failover
   manager's own updates (owners, pauses) were decided for the membership of
   their time: those still queued when a regroup starts or the node halts are
   dropped (the failover manager decides again for the next membership, as
@@ -243,6 +246,8 @@ class NodeApp:
                     self.hooks.ended(outcome, part)
             self.pending = None
             self.parts = []
+            if self.queue:  # the step's log came before this report: after_step saw the update still in flight
+                self.hooks.defer(self.next_submit, f"submit {self.host.node_id}")
         return out
 
     # -- commands ------------------------------------------------------------------------------

@@ -21,10 +21,8 @@ from.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -165,7 +163,8 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
                 for i in range(NODES):
                     if not world.cluster.nodes[i].up:
                         world.restart(i)
-            self.wait(LIVENESS_BOUND_MS if quorum == "mns" else DISK_LIVENESS_BOUND_MS)
+            bound = LIVENESS_BOUND_MS if quorum == "mns" else DISK_LIVENESS_BOUND_MS
+            self.wait(bound)
             live = self.up()
             if len(live) < (NODES // 2 + 1 if quorum == "mns" else 1):
                 running = {g.name: world.running_on(gi) for gi, g in enumerate(GROUPS) if world.running_on(gi)}
@@ -176,7 +175,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
                 membership, gum, app = node.machines["membership"], node.machines["gum"], world.apps[i]
                 members = [k for k, m in enumerate(membership.record.members) if m]
                 assert membership.state == "Stable" and members == live, (
-                    f"{LIVENESS_BOUND_MS} ms after the faults stopped node {i} is {membership.state} with members "
+                    f"{bound} ms after the faults stopped node {i} is {membership.state} with members "
                     f"{members}, not Stable with the live nodes {live}")
                 assert gum.state == "Idle" and not app.queue and app.pending is None, (
                     f"node {i}'s global updates are stuck: GUM {gum.state}, {len(app.queue)} queued, "
@@ -190,7 +189,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             for gi, g in enumerate(GROUPS):
                 online, running = world.online_on(gi), world.running_on(gi)
                 assert len(online) == 1 and running == online, (
-                    f"{LIVENESS_BOUND_MS} ms after the faults stopped group {g.name} is online on {online} and "
+                    f"{bound} ms after the faults stopped group {g.name} is online on {online} and "
                     f"runs on {running}")
 
     if not more_faults:
@@ -246,27 +245,20 @@ class TestCluster(cluster_machine(liveness=True).TestCase):  # type: ignore[misc
     settings = settings(settings(), max_examples=max(300, settings().max_examples), stateful_step_count=50)
 
 
-#: the liveness check under disk quorum runs in the large profile only, until the known bug of
-#: :func:`test_known_bug_a_grant_to_a_holder_a_membership_behind_skips_a_member` is fixed
-DISK_LIVENESS = os.environ.get("WOLFPACK_HYPOTHESIS_PROFILE") == "large"
-
-
-class TestClusterDisk(cluster_machine(liveness=DISK_LIVENESS, quorum="disk",  # type: ignore[misc]
+class TestClusterDisk(cluster_machine(liveness=True, quorum="disk",  # type: ignore[misc]
                                       longest_wait_ms=3000).TestCase):
     # the same faults under disk quorum, with a disk that stalls; waits up to 3 s, so that arbitration plays out;
-    # the safety invariants after every step, 100 runs under the ci profile; the large profile runs more and
-    # ends each run with the liveness check (45.2 s of simulated recovery)
+    # the safety invariants after every step and the liveness check at the end (45.2 s of simulated recovery),
+    # 100 runs under the ci profile; the large profile runs more
     settings = settings(settings(), max_examples=max(100, settings().max_examples), stateful_step_count=50)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="known bug (docs/design/cluster-protocols.md, found not fixed): the locker grants the lock "
-                          "to a holder still in the previous membership, whose sweep skips a member")
-def test_known_bug_a_grant_to_a_holder_a_membership_behind_skips_a_member() -> None:
-    """Found by ``TestClusterDisk`` (ci profile) and shrunk by hand.  The locker, node 0, installs a membership
-    with nodes 0, 1 and 2; node 1 acknowledged it but missed the commit, so its GUM still has the members of the
-    membership before (0 and 1).  The locker grants node 1's request, node 1 sweeps update 5 to the members it
-    knows and frees the lock, and node 2 never gets update 5: every GUM is idle, node 2 one update behind."""
+def test_a_holder_a_membership_behind_is_not_granted_the_lock() -> None:
+    """Found by ``TestClusterDisk`` (ci profile) and shrunk by hand (decision 24).  The locker, node 0, installs
+    a membership with nodes 0, 1 and 2; node 1 acknowledged it but missed the commit, so its GUM still has the
+    members of the membership before (0 and 1).  Granted its request, node 1 swept update 5 to the members it
+    knew and freed the lock, and node 2 never got update 5: every GUM idle, node 2 one update behind (the
+    liveness check at the end failed).  Now the locker answers busy until node 1 has installed its membership."""
     machine = cluster_machine(liveness=True, quorum="disk", longest_wait_ms=3000)
     s = machine()
     s.form(seed=34, restart_crashed=False)

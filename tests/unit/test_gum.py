@@ -203,7 +203,8 @@ def test_the_locker_applies_first_then_the_fixed_order_with_the_sender_in_its_tu
 def test_a_sender_asks_the_locker_and_never_applies_before_it() -> None:
     p = Pump(3)
     p.submit(2, "u")
-    assert [(m.src, m.dst, m.name, m.args) for m in p.queue] == [(2, 0, "lock_request", {"seen": 0})]
+    view = {"alive0": 1, "alive1": 1, "alive2": 1}  # the requester's installed membership
+    assert [(m.src, m.dst, m.name, m.args) for m in p.queue] == [(2, 0, "lock_request", {"seen": 0, **view})]
     assert p.applies == [] and p.state(2) == "Requesting"
     p.deliver("lock_request")
     assert p.applies == [(0, 1)] and p.rec(0).lock_holder == 2
@@ -237,6 +238,62 @@ def test_a_request_that_raced_with_an_update_is_told_busy_and_asks_again_up_to_d
     assert p.db[0] == ["a"], "a request made before seq 1 is not granted after it"
     p.settle()
     assert p.db == {k: ["a", "b"] for k in range(3)}
+
+
+def test_a_requester_that_missed_a_membership_commit_is_told_busy_until_it_installs_it() -> None:
+    """Decision 24.  Node 2 rejoins; node 1 asked for the lock before the regroup and missed its commit, so it
+    still knows members 0 and 1.  Granted, it would sweep to those and node 2 would never get the update."""
+    p = Pump(3)
+    p.crash(2)  # members 0 and 1
+    p.submit(1, "u")  # the request carries members 0 and 1
+    for k in (0, 1):
+        p.feed(k, "regroup_started")
+    p.alive[2] = True
+    joined = {"alive0": 1, "alive1": 1, "alive2": 1}
+    for k in (0, 2):  # node 1 acknowledged the membership but missed its commit
+        p.feed(k, "membership_changed", **joined)
+    p.run()
+    assert p.db[0] == [] and p.rec(0).lock_holder == -1, "the locker granted a requester a membership behind"
+    assert p.state(1) == "Requesting", "the requester was told busy and asks again"
+    p.feed(1, "membership_changed", **joined)
+    p.settle()
+    assert p.db == {k: ["u"] for k in range(3)} and p.reports[1] == [("committed", {"seq": 1})]
+
+
+def test_the_lockers_next_update_yields_to_a_node_told_busy() -> None:
+    """Decision 25.  Without the yield the locker, whose own updates take a free lock at once, granted itself
+    update after update while node 2's retries always found the lock held."""
+    p = Pump(3)
+    p.submit(0, "a")  # the locker takes the lock for its own update and sweeps it
+    p.submit(2, "x")
+    p.deliver("lock_request", src=2)  # told busy
+    assert p.rec(0).yielding
+    p.run()  # a reaches everybody; node 2 hears busy
+    assert p.db[0] == ["a"] and p.state(2) == "Requesting"
+    p.submit(0, "b")
+    assert p.state(0) == "Requesting" and p.db[0] == ["a"], "the locker took the lock again before node 2"
+    p.feed(2, "lock_retry_elapsed")  # node 2 asks again within the locker's retry period
+    p.run()
+    assert p.db == {k: ["a", "x"] for k in range(3)} and not p.rec(0).yielding
+    p.settle()  # the locker's retry takes the free lock
+    assert p.db == {k: ["a", "x", "b"] for k in range(3)}
+    assert p.reports[0] == [("committed", {"seq": 1}), ("committed", {"seq": 3})]
+
+
+def test_the_locker_yields_one_retry_period_only() -> None:
+    """A node told busy that does not ask again (it crashed, or the request was a late copy) holds the
+    locker's update back for one lock_retry_ms, not for ever."""
+    p = Pump(3)
+    p.submit(0, "a")
+    p.submit(2, "x")
+    p.deliver("lock_request", src=2)
+    p.run()
+    p.pending[2] = None
+    p.alive[2] = False  # node 2 is gone before the membership changes
+    p.submit(0, "b")
+    assert p.state(0) == "Requesting"
+    p.feed(0, "lock_retry_elapsed")
+    assert p.state(0) == "Delivering" and p.db[0] == ["a", "b"]
 
 
 def lose(pump: Pump, name: str) -> Msg:

@@ -127,8 +127,9 @@ def test_the_locker_refuses_a_failover_decision_made_in_an_older_membership() ->
     def ask(decided_in: object) -> int:
         last = int(locker.machines["gum"].record.last_seq)
         payload = [{"decided_in": decided_in}, {"group": 0, "node": asker}]
-        world.apps[0].take_payload(asker, "gum", "lock_request", {"seen": last}, payload)
-        locker.feed("gum", "lock_request", src=asker, seen=last)
+        view = {f"alive{k}": int(m) for k, m in enumerate(locker.machines["gum"].record.members)}
+        world.apps[0].take_payload(asker, "gum", "lock_request", {"seen": last, **view}, payload)
+        locker.feed("gum", "lock_request", src=asker, seen=last, **view)
         run_checked(world, 1500)
         return int(locker.machines["gum"].record.last_seq) - last
 
@@ -138,3 +139,27 @@ def test_the_locker_refuses_a_failover_decision_made_in_an_older_membership() ->
     assert ask(epoch) == 1
     assert all(world.apps[k].store[max(world.apps[k].store)] == [{"group": 0, "node": asker}] for k in range(3))
     assert not world.update_violations()
+
+
+def test_updates_queued_during_a_regroup_are_all_committed_once_it_ends() -> None:
+    """Found by the disk-quorum whole-cluster test's liveness check.  A step is logged before its effects run,
+    so the step that ended an update (GUM Idle, then the report) found it still in flight and left the queue;
+    a late GUM timer, or the next submit, moved it on.  Node 0, alone after node 1 crashed, commits each update
+    within its submit step and has no timer left: the updates queued during the regroup waited for ever."""
+    world = World(2, [WEB], seed=1, quorum="disk")
+    world.boot_all()
+    run_checked(world, 3000)
+    world.cluster.nodes[1].crash()
+    gum = world.cluster.nodes[0].machines["gum"]
+    for _ in range(2000):
+        world.cluster.run_for(10)
+        if gum.state == "Blocked":
+            break
+    assert gum.state == "Blocked", "node 0 did not start a regroup: the story did not happen"
+    for value in ("a", "b", "c"):
+        world.submit_config(0, "k", value)
+    assert len(world.apps[0].queue) == 3, "submitted during the regroup: queued"
+    run_checked(world, 30000)
+    assert gum.record.members == (True, False) and gum.state == "Idle"
+    assert not world.apps[0].queue, f"{len(world.apps[0].queue)} updates still queued"
+    assert world.config(0).get("k") == "c"
