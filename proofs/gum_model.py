@@ -95,6 +95,7 @@ ENV = "env"
 MESSAGES: dict[str, tuple[str, ...]] = {
     "lock_request": ("uid",),
     "lock_granted": (),
+    "lock_free": (),
     "unlock": (),
     "unlock_query": (),
     "apply_update": ("uid",),

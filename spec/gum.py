@@ -17,10 +17,14 @@ The protocol (USENIX'98 GUM, patent 6,163,855; design decision 4):
   the sender asks again after ``lock_retry_ms`` (G2: it waits).  A sender
   that missed the commit of a membership would sweep to the members it
   knows and skip a new one (decision 24).  The locker takes the lock for
-  its own updates at once, except after it told a member busy: then its
-  next update waits one ``lock_retry_ms``, in which that member asks again
-  and is granted (decision 25); without it, a stream of the locker's own
-  updates kept the other nodes waiting.
+  its own updates at once, except after it told a member busy (its
+  ``waiter``): when the lock is free it tells that member (``lock_free``),
+  which asks at once, and its own next update waits for it for at most one
+  ``lock_retry_ms``; when that member unlocks, a waiting update of the
+  locker takes the lock (decision 25).  Without the yield, a stream of the
+  locker's own updates kept the other nodes waiting; without the turn at
+  the unlock, the others' stream kept the locker waiting; without the
+  notice, every turn of another node cost a retry period.
 * The sender then **sweeps**: it delivers ``apply_update(seq)`` to the other
   members one at a time, in the fixed order that starts after the locker
   (ids after the locker's, wrapping, skipping non-members), waiting for each
@@ -192,7 +196,7 @@ def make_gum_spec(n: int) -> Spec:
             lock_holder=If(And(done, r1.locker == r1.me), NONE, r1.lock_holder),
         )
 
-    variables = ("members", "locker", "last_seq", "lock_holder", "locked_seq", "sending_seq", "next", "own", "yielding",
+    variables = ("members", "locker", "last_seq", "lock_holder", "locked_seq", "sending_seq", "next", "own", "waiter",
                  "blocked", "fresh", "last_swept")
 
     def changes(after: Any) -> dict[str, Any]:
@@ -239,14 +243,16 @@ def make_gum_spec(n: int) -> Spec:
                         when=lambda r, e: r1_of(r, e).locker != r1_of(r, e).me)
         committed = Effect("report", "committed", lambda r, e, a: {"seq": r1_of(r, e).sending_seq},
                            when=lambda r, e: r1_of(r, e).own)
+        free = Effect("send", "lock_free", lambda r, e, a: {"to": a.waiter},
+                      when=lambda r, e: And(r1_of(r, e).locker == r1_of(r, e).me, r1_of(r, e).waiter != NONE))
         return [
             Transition(trigger, sources, DELIVERING, guard=named(f"{name}_goes_on", goes_on), update=update,
                        effects=(*first, *own_apply, deliver, resend_later), doc=f"{doc}; deliver to the next member"),
             Transition(trigger, sources, IDLE, guard=named(f"{name}_ends", ends(False)), update=update,
-                       effects=(*first, *own_apply, unlock, committed),
-                       doc=f"{doc}; every member has it: unlock"),
+                       effects=(*first, *own_apply, unlock, free, committed),
+                       doc=f"{doc}; every member has it: unlock (the locker tells the node it told busy)"),
             Transition(trigger, sources, BLOCKED, guard=named(f"{name}_ends_in_regroup", ends(True)), update=update,
-                       effects=(*first, *own_apply, unlock, committed),
+                       effects=(*first, *own_apply, unlock, free, committed),
                        doc=f"{doc}; every member has it: unlock (a regroup is in progress)"),
         ]
 
@@ -277,8 +283,7 @@ def make_gum_spec(n: int) -> Spec:
     def self_grant(r: Any, e: Any) -> Any:
         """The locker gives its own update the next number and applies it first."""
         seq = r.last_seq + 1
-        return r.replace(last_seq=seq, lock_holder=r.me, locked_seq=seq, sending_seq=seq, own=True, next=NONE,
-                         yielding=False)
+        return r.replace(last_seq=seq, lock_holder=r.me, locked_seq=seq, sending_seq=seq, own=True, next=NONE)
 
     def at_me(r1: Any, e: Any) -> Any:
         return r1.me
@@ -292,7 +297,7 @@ def make_gum_spec(n: int) -> Spec:
     #: then it is swept without this node; the caller must look before it submits it again
     INTERRUPTED = Effect("report", "interrupted", when=lambda r, e: Or(
         r.is_(REQUESTING, AWAITING), And(r.is_(DELIVERING), r.own)))
-    HALT = {"lock_holder": NONE, "next": NONE, "own": False, "sending_seq": 0, "yielding": False}
+    HALT = {"lock_holder": NONE, "next": NONE, "own": False, "sending_seq": 0, "waiter": NONE}
     EVICT_ME = Effect("report", "evict", lambda r, e, a: {"node": r.me})
 
     def holder_asks(r: Any, e: Any) -> Any:
@@ -342,21 +347,34 @@ def make_gum_spec(n: int) -> Spec:
 
     # submit and the locker's own retries
     rows += sweep_rows("submit", (IDLE,), "locker_submits", lambda r, e: And(
-        i_am_locker(r), lock_free(r), Not(r.yielding)),
+        i_am_locker(r), lock_free(r), r.waiter == NONE),
                        self_grant, at_me, "the locker's own update: it takes the lock and applies it first",
                        first=SELF_APPLY)
     rows += [
         Transition("submit", (IDLE,), REQUESTING, guard=named("locker_busy", lambda r, e: And(
-            i_am_locker(r), Or(Not(lock_free(r)), r.yielding))), effects=(RETRY,),
+            i_am_locker(r), Or(Not(lock_free(r)), r.waiter != NONE))), effects=(RETRY,),
                    doc="the locker's own update while the lock is held, or while it yields to a node told busy: "
                        "try again later"),
         Transition("submit", (IDLE,), REQUESTING, guard=named("not_locker", lambda r, e: Not(i_am_locker(r))),
                    effects=(REQUEST, RETRY), doc="ask the locker for the global lock (it applies the update first); "
                                                  "ask again after lock_retry_ms if no answer came (it was lost)"),
     ]
+    def holder_unlocks(r: Any, e: Any) -> Any:
+        return And(i_am_locker(r), r.lock_holder == e.src, e.src != r.me, r.locked_seq == e.seq)
+
+    def locker_waits(r: Any) -> Any:
+        """The locker's own update waits for the lock (outside a regroup)."""
+        return And(r.is_(REQUESTING), i_am_locker(r), Not(r.blocked))
+
+    rows += sweep_rows("unlock", (REQUESTING,), "locker_next", lambda r, e: And(
+        holder_unlocks(r, e), locker_waits(r)), lambda r, e: self_grant(r.replace(lock_holder=NONE), e), at_me,
+                       "the sender delivered to every member, and the locker's own update waits: the locker takes "
+                       "the lock for it at once (its turn after a node it yielded to) and applies it first",
+                       first=SELF_APPLY)
     rows += sweep_rows("lock_retry_elapsed", (REQUESTING,), "locker_retries", lambda r, e: And(
-        i_am_locker(r), lock_free(r), Not(r.blocked)), self_grant, at_me,
-                       "the lock is free: the locker takes it for its own update and applies it first",
+        i_am_locker(r), lock_free(r), Not(r.blocked)), lambda r, e: self_grant(r, e).replace(waiter=NONE), at_me,
+                       "the lock is free: the locker takes it for its own update and applies it first (a node it "
+                       "yielded to that has not asked within lock_retry_ms is waited for no longer)",
                        first=SELF_APPLY)
     rows += [
         Transition("lock_retry_elapsed", (REQUESTING,), None, guard=named("locker_still_busy", lambda r, e: And(
@@ -370,7 +388,7 @@ def make_gum_spec(n: int) -> Spec:
     rows += [
         Transition("lock_request", LIVE, None, guard=named("grantable", grantable),
                    update=lambda r, e: {"last_seq": r.last_seq + 1, "lock_holder": e.src,
-                                        "locked_seq": r.last_seq + 1, "yielding": False},
+                                        "locked_seq": r.last_seq + 1, "waiter": NONE},
                    effects=(*SELF_APPLY, Effect("send", "lock_granted", lambda r, e, a: {"to": e.src,
                                                                                         "seq": a.last_seq}),
                             QUERY_LATER),
@@ -383,7 +401,7 @@ def make_gum_spec(n: int) -> Spec:
                        "again (a late copy of a request meets a sender that ignores the grant)"),
         Transition("lock_request", LIVE, None, guard=named("busy", lambda r, e: And(
             i_am_locker(r), Not(grantable(r, e)), Not(grant_lost(r, e)))),
-                   update=lambda r, e: {"yielding": Or(r.yielding, And(Select(r.members, e.src), e.src != r.me))},
+                   update=lambda r, e: {"waiter": If(And(Select(r.members, e.src), e.src != r.me), e.src, r.waiter)},
                    effects=(Effect("send", "lock_busy", lambda r, e, a: {"to": e.src}),),
                    doc="the lock is held (also by the requester: its unlock may be lost, and the query settles it), "
                        "a regroup is in progress, the request is stale, or the requester has not installed this "
@@ -391,8 +409,11 @@ def make_gum_spec(n: int) -> Spec:
         Transition("lock_request", LIVE, None, guard=named("not_the_locker", lambda r, e: Not(i_am_locker(r))),
                    doc="this node is not the locker (a request from before a membership change)"),
         Transition("unlock", LIVE, None, guard=named("holder_unlocks", lambda r, e: And(
-            i_am_locker(r), r.lock_holder == e.src, e.src != r.me, r.locked_seq == e.seq)),
-                   update=lambda r, e: {"lock_holder": NONE}, doc="the sender delivered to every member: free"),
+            holder_unlocks(r, e), Not(locker_waits(r)))),
+                   update=lambda r, e: {"lock_holder": NONE},
+                   effects=(Effect("send", "lock_free", lambda r, e, a: {"to": r.waiter},
+                                   when=lambda r, e: r.waiter != NONE),),
+                   doc="the sender delivered to every member: free; tell the node last told busy, which asks now"),
         Transition("unlock_query_elapsed", LIVE, None, guard=named("holder_keeps_the_lock", lambda r, e:
                                                                    held_by_another(r)),
                    effects=(Effect("send", "unlock_query", lambda r, e, a: {"to": r.lock_holder,
@@ -436,6 +457,11 @@ def make_gum_spec(n: int) -> Spec:
     rows += [
         Transition("lock_granted", (REQUESTING,), None, guard=named("stale_grant", lambda r, e: Not(
             grant_valid(r, e))), doc="not from the locker, or not for this node's next number: a late message"),
+        Transition("lock_free", (REQUESTING,), None, guard=named("told_free", lambda r, e: And(
+            e.src == r.locker, Not(i_am_locker(r)))), effects=(REQUEST,),
+                   doc="the locker freed the lock after telling this node busy: ask now, not at the retry"),
+        Transition("lock_free", (REQUESTING,), None, guard=named("stale_free", lambda r, e: Not(And(
+            e.src == r.locker, Not(i_am_locker(r))))), doc="from a former locker"),
         Transition("lock_busy", (REQUESTING,), None, guard=named("told_busy", lambda r, e: e.src == r.locker),
                    effects=(RETRY,), doc="the lock is held: ask again after lock_retry_ms (G2: the sender waits)"),
         Transition("lock_busy", (REQUESTING,), None, guard=named("stale_busy", lambda r, e: e.src != r.locker),
@@ -581,7 +607,7 @@ def make_gum_spec(n: int) -> Spec:
     def installed(r: Any, e: Any) -> dict[str, Any]:
         members = alive(e)
         locker = successor(r, members)
-        return {"members": members, "locker": locker, "blocked": False, "fresh": False, "yielding": False,
+        return {"members": members, "locker": locker, "blocked": False, "fresh": False, "waiter": NONE,
                 "lock_holder": If(locker == r.me, r.lock_holder, NONE)}
 
     def keeps_own(r: Any) -> Any:
@@ -674,7 +700,7 @@ def make_gum_spec(n: int) -> Spec:
         Ignore("lock_retry_elapsed", (IDLE, BLOCKED, DELIVERING, AWAITING, HALTED), "a late timer"),
         Ignore("resend_elapsed", (IDLE, BLOCKED, REQUESTING, AWAITING, HALTED), "not sweeping: a late timer"),
         *(Ignore(t, (IDLE, BLOCKED, DELIVERING, AWAITING, HALTED), "not waiting for the lock: a late message")
-          for t in ("lock_granted", "lock_busy", "update_failed")),
+          for t in ("lock_granted", "lock_busy", "lock_free", "update_failed")),
         Ignore("applied", (IDLE, BLOCKED, REQUESTING, AWAITING, HALTED), "not sweeping: a late acknowledgement"),
         *(Ignore(t, (HALTED,), "GUM is halted on this node")
           for t in ("lock_request", "unlock", "unlock_query", "unlock_query_elapsed", "apply_update", "apply_failed",
@@ -695,6 +721,7 @@ def make_gum_spec(n: int) -> Spec:
                      hi_max=2) for k in ks))),
         Event("lock_granted", "message from the locker: it applied the update under seq; deliver it", (src, seq)),
         Event("lock_busy", "message from the locker: the lock is held; ask again later", (src,)),
+        Event("lock_free", "message from the locker: the lock it said was held is free; ask now", (src,)),
         Event("update_failed", "message from the locker: it could not apply the update", (src, seq)),
         Event("unlock", "message to the locker: the sweep of seq is over", (src, seq)),
         Event("unlock_query", "message from the locker: is the sweep of seq over? (its unlock may have been lost)",
@@ -732,9 +759,10 @@ def make_gum_spec(n: int) -> Spec:
         Field("next", int, NONE, "the node this sweep waits for (-1: none)", lo=NONE, hi=n - 1),
         Field("own", bool, False, "the sweep carries this node's own update (else it is a replay)"),
         Field("blocked", bool, False, "a regroup is in progress"),
-        Field("yielding", bool, False, "at the locker: a member was told busy since the lock was last granted; "
-              "the locker's own next update waits one lock_retry_ms for it, so that a stream of the locker's "
-              "own updates cannot keep the others waiting"),
+        Field("waiter", int, NONE, "at the locker: the member last told busy, until the locker grants it the lock "
+              "(-1: none); told when the lock is free, and the locker's own next update waits for it for one "
+              "lock_retry_ms, so that a stream of the locker's own updates cannot keep the others waiting",
+              lo=NONE, hi=n - 1),
         Field("last_swept", int, 0, "the last update of its own this node swept to the end since it started (a "
               "locker asks a holder that keeps its lock)", lo=0),
         Field("fresh", bool, True, "(re)started and no membership installed since: a locker then replays its "

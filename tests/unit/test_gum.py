@@ -260,40 +260,44 @@ def test_a_requester_that_missed_a_membership_commit_is_told_busy_until_it_insta
     assert p.db == {k: ["u"] for k in range(3)} and p.reports[1] == [("committed", {"seq": 1})]
 
 
-def test_the_lockers_next_update_yields_to_a_node_told_busy() -> None:
+def test_the_locker_tells_a_node_told_busy_when_the_lock_is_free_and_takes_turns_with_it() -> None:
     """Decision 25.  Without the yield the locker, whose own updates take a free lock at once, granted itself
-    update after update while node 2's retries always found the lock held."""
+    update after update while node 2's retries always found the lock held; without its turn at the unlock, the
+    other nodes' requests kept the locker waiting; without ``lock_free``, each turn waited for a retry timer."""
     p = Pump(3)
     p.submit(0, "a")  # the locker takes the lock for its own update and sweeps it
     p.submit(2, "x")
     p.deliver("lock_request", src=2)  # told busy
-    assert p.rec(0).yielding
-    p.run()  # a reaches everybody; node 2 hears busy
-    assert p.db[0] == ["a"] and p.state(2) == "Requesting"
-    p.submit(0, "b")
+    assert p.rec(0).waiter == 2
+    for name, dst in (("apply_update", 1), ("applied", 0), ("apply_update", 2), ("applied", 0)):
+        p.deliver(name, dst=dst)
+    assert p.db[0] == ["a"] and any(m.name == "lock_free" and m.dst == 2 for m in p.queue)
+    p.submit(0, "b")  # before node 2 asks again: the locker's update waits for it
     assert p.state(0) == "Requesting" and p.db[0] == ["a"], "the locker took the lock again before node 2"
-    p.feed(2, "lock_retry_elapsed")  # node 2 asks again within the locker's retry period
-    p.run()
-    assert p.db == {k: ["a", "x"] for k in range(3)} and not p.rec(0).yielding
-    p.settle()  # the locker's retry takes the free lock
-    assert p.db == {k: ["a", "x", "b"] for k in range(3)}
+    p.run()  # no timer fires: node 2 asks when told, sweeps x and unlocks; the locker's b takes the lock then
+    assert p.db == {k: ["a", "x", "b"] for k in range(3)} and p.rec(0).waiter == -1
     assert p.reports[0] == [("committed", {"seq": 1}), ("committed", {"seq": 3})]
+    assert p.reports[2] == [("committed", {"seq": 2})]
 
 
-def test_the_locker_yields_one_retry_period_only() -> None:
-    """A node told busy that does not ask again (it crashed, or the request was a late copy) holds the
-    locker's update back for one lock_retry_ms, not for ever."""
+def test_the_locker_waits_one_retry_period_only_for_a_node_that_does_not_ask() -> None:
+    """A late copy of a request makes its node the waiter, but that node asks no more: the locker's own update
+    waits for it one lock_retry_ms, not for ever."""
     p = Pump(3)
-    p.submit(0, "a")
     p.submit(2, "x")
-    p.deliver("lock_request", src=2)
+    late = next(m for m in p.queue if m.name == "lock_request")
+    p.settle()
+    assert p.db == {k: ["x"] for k in range(3)}
+    p.queue.append(late)
     p.run()
-    p.pending[2] = None
-    p.alive[2] = False  # node 2 is gone before the membership changes
+    assert p.rec(0).waiter == 2
     p.submit(0, "b")
+    p.run()
     assert p.state(0) == "Requesting"
     p.feed(0, "lock_retry_elapsed")
-    assert p.state(0) == "Delivering" and p.db[0] == ["a", "b"]
+    assert p.state(0) == "Delivering" and p.rec(0).waiter == -1
+    p.settle()
+    assert p.db == {k: ["x", "b"] for k in range(3)}
 
 
 def lose(pump: Pump, name: str) -> Msg:
@@ -359,8 +363,8 @@ def test_the_locker_asks_a_holder_that_keeps_the_lock_and_it_unlocks_again() -> 
     p.feed(0, "unlock_query_elapsed")
     query = p.deliver("unlock_query")
     assert (query.dst, query.args) == (2, {"seq": 1})
-    p.deliver("unlock")
-    assert p.rec(0).lock_holder == -1
+    p.deliver("unlock")  # the lock is free, and the locker's waiting update takes it at once
+    assert p.state(0) == "Delivering" and p.rec(0).lock_holder == 0 and p.rec(0).sending_seq == 2
     p.settle()
     assert p.db == {k: ["u", "w"] for k in range(3)} and p.report_names(0) == ["committed"]
 
