@@ -47,13 +47,29 @@ from wolfpack.runtime.sim.device import SimReservationDevice
 from wolfpack.runtime.sim.network import LinkPolicy
 from wolfpack.spec.core import Emitted
 
-__all__ = ["DURABLE", "QUORUMS", "REJOIN_AFTER_MS", "REJOIN_MIN_MS", "GroupConfig", "SimDatabase", "World",
-           "group_machine_name", "resource_machine_name"]
+__all__ = ["CHECKPOINT_EVERY", "DURABLE", "QUORUMS", "REJOIN_AFTER_MS", "REJOIN_MIN_MS", "Checkpoint", "GroupConfig",
+           "SimDatabase", "World", "group_machine_name", "resource_machine_name"]
 
 #: the daemon's default ``node.rejoin_after_ms``: a halted node starts its cluster role again this much later
 REJOIN_AFTER_MS = 2000
 #: the daemon's ``REJOIN_MIN_S``: a halted node that hears a regroup joins it, but not sooner after its halt
 REJOIN_MIN_MS = 500
+#: the simulated quorum log gets a checkpoint when its holder has applied this many updates past the last one
+#: (the daemon: ``CHECKPOINT_EVERY``, 1000); small, so that short runs catch up from checkpoints too
+CHECKPOINT_EVERY = 8
+
+#: a database's content: (configuration, group owners, paused nodes)
+State = tuple[tuple[tuple[str, str], ...], tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A database at update ``seq`` (its content, as derived from updates 1..seq) and update ``seq`` itself
+    (GUM may deliver a node's last update again, so a node that catches up from here keeps its payload)."""
+
+    seq: int
+    state: State
+    last: Update
 
 
 @dataclass
@@ -105,6 +121,11 @@ class World:
         #: the quorum log on the quorum disk (disk quorum): every update the disk's holder applied, by number;
         #: a later record with the same number replaces an orphan (decision 5)
         self.disk_log: dict[int, Update] = {}
+        #: the quorum log's checkpoint: the records up to its number are dropped from ``disk_log``
+        self.disk_checkpoint: Checkpoint | None = None
+        #: per node: the checkpoint its history starts from, when it caught up from one (its store holds no
+        #: update before that number)
+        self.bases: dict[int, Checkpoint] = {}
         #: the newest membership epoch recorded on the quorum disk by its holders (``record_epoch``)
         self.disk_epoch = 0
         self._armed: list[tuple[int, str, str]] = []  # (node, machine, effect name): crash right after it
@@ -226,6 +247,32 @@ class World:
     def _applied(self, me: int, seq: int, payload: Update) -> None:
         if self.quorum == "disk" and self.disk.holder == me:
             self.disk_log[seq] = payload  # written through the reservation: only its holder can
+            since = self.disk_checkpoint.seq if self.disk_checkpoint is not None else 0
+            state = self.state_at(me, seq)
+            if seq - since >= CHECKPOINT_EVERY and state is not None:
+                self.disk_checkpoint = Checkpoint(seq, state, payload)
+                self.disk_log = {k: v for k, v in self.disk_log.items() if k > seq}
+
+    def state_at(self, node: int, seq: int) -> State | None:
+        """The content of node ``node``'s database after update ``seq`` (of its history: from its checkpoint,
+        if it caught up from one, then its updates); None if its history starts after ``seq`` or has a gap."""
+        base = self.bases.get(node)
+        if base is not None and base.seq > seq:
+            return None
+        config, owners, paused = ({}, {}, {}) if base is None else (dict(base.state[0]), dict(base.state[1]),
+                                                                     dict(base.state[2]))
+        store = self.apps[node].store
+        for k in range(1 if base is None else base.seq + 1, seq + 1):
+            if k not in store:
+                return None
+            for change in store[k]:
+                if "key" in change:
+                    config[str(change["key"])] = str(change["value"])
+                elif "pause" in change:
+                    paused[int(change["pause"])] = int(change["paused"])
+                else:
+                    owners[int(change["group"])] = int(change["node"])
+        return tuple(sorted(config.items())), tuple(sorted(owners.items())), tuple(sorted(paused.items()))
 
     def _load_database(self, node: SimNode, sponsor: int) -> None:
         """The database transfer of a join: this node installs a membership behind its sponsor, so it takes
@@ -241,6 +288,10 @@ class World:
         seq = int(source.machines["gum"].record.last_seq)
         mine, theirs = self.apps[node.node_id], self.apps[sponsor]
         mine.store = {k: v for k, v in theirs.store.items() if k <= seq}
+        if sponsor in self.bases:
+            self.bases[node.node_id] = self.bases[sponsor]
+        else:
+            self.bases.pop(node.node_id, None)
         self.config(node.node_id).clear()
         self.config(node.node_id).update(self.config(sponsor))
         table = source.machines["failover"].record
@@ -260,35 +311,42 @@ class World:
         return self.disk_epoch
 
     def _replay_updates(self, node: SimNode) -> None:
-        if not self.disk_log:
+        """Catch up from the quorum log: its checkpoint (if this node's database differs at that number), then
+        its records; the log is the authority up to its last record (an update of this node's past it is kept:
+        GUM takes it back or replays it)."""
+        checkpoint = self.disk_checkpoint
+        if not self.disk_log and checkpoint is None:
             return
-        mine = self.apps[node.node_id]
+        me = node.node_id
+        mine = self.apps[me]
         last = int(node.machines["gum"].record.last_seq)
-        top = max(self.disk_log)
-        if top <= last and all(mine.store.get(k) == v for k, v in self.disk_log.items()):
-            return
-        mine.store = {**{k: v for k, v in mine.store.items() if k > top}, **self.disk_log}
-        self._rebuild(node, max(top, last))
+        top = max(self.disk_log, default=checkpoint.seq if checkpoint is not None else 0)
+        same_base = checkpoint is None or (last >= checkpoint.seq
+                                           and self.state_at(me, checkpoint.seq) == checkpoint.state)
+        if not (top <= last and same_base and all(mine.store.get(k) == v for k, v in self.disk_log.items())):
+            kept = {k: v for k, v in mine.store.items() if k > top}
+            if same_base:
+                mine.store = {**{k: v for k, v in mine.store.items() if k <= top}, **self.disk_log, **kept}
+            else:
+                assert checkpoint is not None
+                self.bases[me] = checkpoint
+                mine.store = {checkpoint.seq: checkpoint.last, **self.disk_log, **kept}
+            self._rebuild(node, max(top, last))
+        if last > top:  # this node's database is ahead of the log: as the daemon does, it writes a checkpoint
+            state = self.state_at(me, last)
+            if state is not None:
+                self.disk_checkpoint = Checkpoint(last, state, mine.store[last])
+                self.disk_log = {}
 
     def _rebuild(self, node: SimNode, seq: int) -> None:
         """Recompute what a node derives from its updates 1..seq (configuration, group owners) and give its
         GUM the new history."""
-        mine = self.apps[node.node_id]
+        state = self.state_at(node.node_id, seq)
+        assert state is not None, f"node {node.node_id}: no history up to update {seq} after the quorum log's replay"
         config = self.config(node.node_id)
         config.clear()
-        owners: dict[int, int] = {}
-        paused: dict[int, int] = {}
-        for k in sorted(mine.store):
-            if k > seq:
-                break
-            for change in mine.store[k]:
-                if "key" in change:
-                    config[str(change["key"])] = str(change["value"])
-                elif "pause" in change:
-                    paused[int(change["pause"])] = int(change["paused"])
-                else:
-                    owners[int(change["group"])] = int(change["node"])
-        self._adopt(node, seq, node.machines["gum"].record, owners, paused)
+        config.update(dict(state[0]))
+        self._adopt(node, seq, node.machines["gum"].record, dict(state[1]), dict(state[2]))
 
     def _adopt(self, node: SimNode, seq: int, gum: Any, owners: Mapping[int, int], paused: Mapping[int, int]) -> None:
         """Give a node's machines a database it took: GUM's history up to ``seq`` with the locker and members of
@@ -368,16 +426,21 @@ class World:
         (nothing committed is lost or changed).
 
         Nodes in the cluster only (up, membership running at the newest epoch, GUM not halted): a node that
-        crashed or was left out right after applying an update nobody else got holds an orphan (decision 5).  Known
-        gap: a node that comes back with an orphan keeps it, because the join's database transfer and
-        the quorum log's replay are not built in the simulator yet."""
+        crashed or was left out right after applying an update nobody else got holds an orphan (decision 5).  A node
+        that caught up from the quorum log's checkpoint is compared by its database at the checkpoint, then update
+        by update."""
         problems = []
         chosen = self.cluster.nodes if nodes is None else nodes
         applied = {i: self.cluster.nodes[i].machines["gum"].record.last_seq for i in chosen
                    if self._in_cluster(i)}
+        def since(i: int) -> int:
+            """The first update node i holds one by one (it caught up from a checkpoint before it)."""
+            base = self.bases.get(i)
+            return 1 if base is None else base.seq
+
         for seq, payload in self.committed.items():
             for i, last in applied.items():
-                if last >= seq and self.apps[i].store.get(seq) != payload:
+                if since(i) <= seq <= last and self.apps[i].store.get(seq) != payload:
                     problems.append(f"node {i} applied {self.apps[i].store.get(seq)} as update {seq}, "
                                     f"but {payload} was committed")
         nodes = sorted(applied)
@@ -385,7 +448,11 @@ class World:
             for b in nodes:
                 if a < b:
                     upto = min(applied[a], applied[b])
-                    for seq in range(1, upto + 1):
+                    first = max(since(a), since(b))
+                    if 1 < first <= upto and self.state_at(a, first) != self.state_at(b, first):
+                        problems.append(f"nodes {a} and {b} have different databases at update {first}")
+                        continue
+                    for seq in range(first, upto + 1):
                         if self.apps[a].store.get(seq) != self.apps[b].store.get(seq):
                             problems.append(f"nodes {a} and {b} applied different updates as number {seq}")
                             break

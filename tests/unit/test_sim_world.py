@@ -3,7 +3,7 @@ cluster-wide invariant checked every 10 simulated milliseconds."""
 
 from __future__ import annotations
 
-from wolfpack.runtime.sim.world import REJOIN_AFTER_MS, REJOIN_MIN_MS, GroupConfig, World
+from wolfpack.runtime.sim.world import CHECKPOINT_EVERY, REJOIN_AFTER_MS, REJOIN_MIN_MS, GroupConfig, World
 
 WEB = GroupConfig("web", ["ip", "app"], {"app": ["ip"]}, preferred=[0, 1, 2, 3])
 
@@ -163,3 +163,31 @@ def test_updates_queued_during_a_regroup_are_all_committed_once_it_ends() -> Non
     assert gum.record.members == (True, False) and gum.state == "Idle"
     assert not world.apps[0].queue, f"{len(world.apps[0].queue)} updates still queued"
     assert world.config(0).get("k") == "c"
+
+
+def test_a_node_back_alone_catches_up_from_the_quorum_logs_checkpoint_and_records() -> None:
+    """The partition in time with a log long enough for checkpoints: node 1 is down while node 0, the disk's
+    owner, makes 20 changes; the quorum log keeps a checkpoint of node 0's database and the records after it.
+    Node 0 goes down, node 1 comes back alone, wins the disk and catches up from the checkpoint, then the
+    records, before it forms."""
+    world = World(2, [WEB], seed=22, quorum="disk")
+    world.boot_all()
+    run_checked(world, 16000)
+    world.cluster.nodes[1].crash()
+    run_checked(world, 20000)
+    for k in range(20):
+        world.submit_config(0, f"key{k % 5}", str(k))
+        run_checked(world, 100)
+    checkpoint = world.disk_checkpoint
+    assert checkpoint is not None and checkpoint.seq >= CHECKPOINT_EVERY, "no checkpoint was written"
+    assert world.disk_log and min(world.disk_log) == checkpoint.seq + 1, "the records after it are kept, not before"
+    final = dict(world.config(0))
+    last = world.cluster.nodes[0].machines["gum"].record.last_seq
+    world.cluster.nodes[0].crash()
+    world.restart(1)
+    run_checked(world, 30000)
+    node = world.cluster.nodes[1]
+    assert node.machines["membership"].state == "Stable" and world.disk.holder == 1
+    assert world.bases.get(1) == checkpoint, "node 1 did not start from the checkpoint"
+    assert world.config(1) == final and node.machines["gum"].record.last_seq >= last
+    assert 1 not in world.apps[1].store, "updates before the checkpoint came one by one, not from the checkpoint"
