@@ -434,8 +434,7 @@ def make_gum_spec(n: int) -> Spec:
             sweep_is_over(r, e), sweep_was_lost(r, e), sweep_cut_short(r, e)))),
                    doc="still sweeping it, still waiting for its grant (the retry brings it again), or not from "
                        "this node's locker: no answer"),
-        Transition("unlock", LIVE, None, guard=named("stale_unlock", lambda r, e: Not(And(
-            i_am_locker(r), r.lock_holder == e.src, e.src != r.me, r.locked_seq == e.seq))),
+        Transition("unlock", LIVE, None, guard=named("stale_unlock", lambda r, e: Not(holder_unlocks(r, e))),
                    doc="not from the holder of this lock (late, duplicated, or the lock was replayed)"),
     ]
 

@@ -248,8 +248,8 @@ class World:
         if self.quorum == "disk" and self.disk.holder == me:
             self.disk_log[seq] = payload  # written through the reservation: only its holder can
             since = self.disk_checkpoint.seq if self.disk_checkpoint is not None else 0
-            state = self.state_at(me, seq)
-            if seq - since >= CHECKPOINT_EVERY and state is not None:
+            state = self.state_at(me, seq) if seq - since >= CHECKPOINT_EVERY else None
+            if state is not None:
                 self.disk_checkpoint = Checkpoint(seq, state, payload)
                 self.disk_log = {k: v for k, v in self.disk_log.items() if k > seq}
 
@@ -268,10 +268,11 @@ class World:
             for change in store[k]:
                 if "key" in change:
                     config[str(change["key"])] = str(change["value"])
-                elif "pause" in change:
-                    paused[int(change["pause"])] = int(change["paused"])
-                else:
-                    owners[int(change["group"])] = int(change["node"])
+                for trigger, args in change_events(change):
+                    if trigger == "owner_applied":
+                        owners[args["group"]] = args["node"]
+                    else:
+                        paused[args["node"]] = args["paused"]
         return tuple(sorted(config.items())), tuple(sorted(owners.items())), tuple(sorted(paused.items()))
 
     def _load_database(self, node: SimNode, sponsor: int) -> None:
@@ -433,6 +434,7 @@ class World:
         chosen = self.cluster.nodes if nodes is None else nodes
         applied = {i: self.cluster.nodes[i].machines["gum"].record.last_seq for i in chosen
                    if self._in_cluster(i)}
+
         def since(i: int) -> int:
             """The first update node i holds one by one (it caught up from a checkpoint before it)."""
             base = self.bases.get(i)
