@@ -11,7 +11,11 @@ heartbeat from a peer at a newer epoch than this node's is reported once
 (``peer_ahead``): a membership was committed without this node hearing of
 it (its status or the proposal was lost while the peer's heartbeats still
 arrive), and the membership machine halts rather than keep running groups
-that the new membership may already give to others.
+that the new membership may already give to others.  The report carries the
+peer's epoch: in the daemon it travels from the timer thread to the node's
+loop, which may have installed that epoch itself in between (issue 15), and
+the membership machine compares it with what it installed.  A new epoch goes
+out at once, in a heartbeat out of turn.
 
 The lab runtime counts in its C timer thread on every network at once; this
 table is the rule it follows and the one the simulator runs.
@@ -67,7 +71,7 @@ def make_heartbeat_spec(n: int) -> Spec:
                 "ahead": Store(r.ahead, e.src, Or(Select(r.ahead, e.src), e.epoch > r.epoch))}
 
     beat = Effect("send", "beat", lambda r, e, r2: {"to": -1, "epoch": r2.epoch})
-    ahead = Effect("report", "peer_ahead", lambda r, e, r2: {"node": e.src}, when=ahead_now)
+    ahead = Effect("report", "peer_ahead", lambda r, e, r2: {"node": e.src, "epoch": e.epoch}, when=ahead_now)
     new_epoch = {"epoch_installed": lambda r, e: {"epoch": e.epoch, "ahead": (False,) * n}}
     rearm = Effect("start_timer", "tick", lambda r, e, r2: {"ms": r.period_ms})
     rows = (
@@ -82,8 +86,11 @@ def make_heartbeat_spec(n: int) -> Spec:
                    doc="a heartbeat from a suspected peer: it is back"),
         Transition("beat", (RUNNING,), None, guard=was_trusted, update=heard, effects=(ahead,),
                    doc="a heartbeat: reset the count (and report a peer at a newer epoch, once)"),
-        Transition("epoch_installed", (STOPPED, RUNNING), None, update=new_epoch["epoch_installed"],
-                   doc="the membership machine installed an epoch: send it from now on"),
+        Transition("epoch_installed", (STOPPED,), None, update=new_epoch["epoch_installed"],
+                   doc="the membership machine installed an epoch: send it once running"),
+        Transition("epoch_installed", (RUNNING,), None, update=new_epoch["epoch_installed"], effects=(beat,),
+                   doc="the membership machine installed an epoch: send it now, out of turn, and from now on (a "
+                       "node the new membership left out hears of it within a network delay, not a period)"),
         Transition("stop", (RUNNING,), STOPPED, effects=(Effect("cancel_timer", "tick"),), doc="stop"),
     )
     ignored = (

@@ -413,10 +413,16 @@ def make_membership_spec(n: int) -> Spec:
                        "database is behind the membership it installed and may hold orphans under committed "
                        "numbers: halt, and count as installed before the sponsor's epoch, so that at the next join "
                        "it loads a database rather than offering its own"),
-        Transition("peer_ahead", (STABLE,), HALTED, update=lambda r, e: halt_update, effects=(halt,),
+        Transition("peer_ahead", (STABLE,), HALTED, guard=named("peer_is_ahead", lambda r, e: e.epoch > r.epoch),
+                   update=lambda r, e: halt_update, effects=(halt,),
                    doc="a node's heartbeats carry a newer epoch than the one installed here: a membership was "
                        "committed without this node hearing of it, and it may leave this node out (the others "
                        "take its groups over after the take-over wait): halt at once (N4)"),
+        Transition("peer_ahead", (STABLE,), None,
+                   guard=named("installed_since", lambda r, e: e.epoch <= r.epoch),
+                   doc="the report is about an epoch this node has installed since: the heartbeat that carried it "
+                       "arrived while this node was still in the round (in the daemon the report crosses from the "
+                       "timer thread to the node's loop, which may install the epoch in between): nothing to do"),
         Transition("exit", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.src), effects=REGROUP,
                    doc="a member left on purpose: install the membership without it at once"),
         Transition("exit", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.src, True)},
@@ -469,7 +475,8 @@ def make_membership_spec(n: int) -> Spec:
         Event("shutdown", "planned stop of this node"),
         Event("exit", "message: a member leaves on purpose (ClusterExit)", (src,)),
         Event("database_unavailable", "the shell could not load the sponsor's database that load_database asked for"),
-        Event("peer_ahead", "heartbeats from a node that installed a newer epoch than this node", (node_arg,)),
+        Event("peer_ahead", "heartbeats from a node that installed a newer epoch than this node",
+              (node_arg, Arg("epoch", 0, None, "the epoch the node's heartbeats carry", hi_max=3))),
     )
     fields = (
         Field("me", int, 0, "this node's id", lo=0, hi=n - 1, param=True),

@@ -28,7 +28,7 @@ class Wire:
 WIRES: tuple[Wire, ...] = (
     Wire("heartbeat", "suspect", "membership", "suspect", {"node": "node"}),
     Wire("heartbeat", "peer_back", "membership", "peer_back", {"node": "node"}),
-    Wire("heartbeat", "peer_ahead", "membership", "peer_ahead", {"node": "node"}),
+    Wire("heartbeat", "peer_ahead", "membership", "peer_ahead", {"node": "node", "epoch": "epoch"}),
     Wire("membership", "installed", "heartbeat", "epoch_installed", {"epoch": "epoch"}),
     Wire("membership", "halted", "heartbeat", "stop"),
     Wire("membership", "halted", "arbitration", "release"),

@@ -124,11 +124,13 @@ class Service:
             self.node.post(lambda: self.node.receive(src, message))
 
     def _on_heartbeat(self) -> None:
-        for kind, peer in self.heartbeat.read_events():
-            if kind == "ahead":  # the heartbeat spec's peer_ahead report
-                log.warning("heartbeat: node %d installed a newer membership epoch than this node's %d",
-                            peer, self.heartbeat.epoch)
-                self.node.post(functools.partial(self._feed_membership, "peer_ahead", peer))
+        for kind, peer, epoch in self.heartbeat.read_events():
+            if kind == "ahead":  # the heartbeat spec's peer_ahead report, with the peer's epoch: the membership
+                # machine compares it with what it has installed when the report is handled (it may have
+                # installed that epoch itself since the timer thread saw it)
+                log.info("heartbeat: node %d sends membership epoch %d (this node's heartbeats carried %d when it "
+                         "arrived)", peer, epoch, self.heartbeat.epoch)
+                self.node.post(functools.partial(self._feed_membership, "peer_ahead", peer, epoch=epoch))
                 continue
             event = "suspect" if kind == "suspect" else "peer_back"
             log.info("heartbeat: node %d %s", peer, "missed its beats on every network" if kind == "suspect"
@@ -143,9 +145,9 @@ class Service:
         if self.heartbeat is not None:
             self.heartbeat.set_epoch(epoch)
 
-    def _feed_membership(self, event: str, peer: int) -> None:
+    def _feed_membership(self, event: str, peer: int, **args: int) -> None:
         if self.node.machines["membership"].state != "Down":
-            self.node.feed("membership", event, node=peer)
+            self.node.feed("membership", event, node=peer, **args)
 
     # -- groups and their resources ---------------------------------------------------------------
     def _bind_group(self, info: catalog.GroupInfo) -> None:

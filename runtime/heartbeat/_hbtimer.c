@@ -248,6 +248,7 @@ typedef struct {
     int64_t last_valid;  /* last valid heartbeat while alive, for the receive-gap figure; 0: none */
     int suspect;
     int ahead; /* reported at a newer epoch than this node's, since this node last installed one */
+    uint64_t epoch; /* the epoch its last valid heartbeat carried */
 } hb_peer;
 
 enum { EV_SUSPECT = 1, EV_BACK = 2, EV_AHEAD = 3 };
@@ -255,11 +256,12 @@ enum { EV_SUSPECT = 1, EV_BACK = 2, EV_AHEAD = 3 };
 typedef struct {
     uint8_t kind;
     uint16_t peer;
+    uint64_t epoch; /* "ahead": the peer's epoch, which the loop compares with what it installed by then */
 } hb_event;
 
 typedef struct {
     uint64_t ticks, sent, send_errors, received, rejected_malformed, rejected_unknown, rejected_mac,
-        rejected_replay, missed_deadlines, events_dropped;
+        rejected_replay, missed_deadlines, events_dropped, extra_rounds;
     int64_t max_send_lateness_ns, max_receive_gap_ns, cpu_ns;
     int thread_errno;
 } hb_stats;
@@ -281,7 +283,7 @@ typedef struct {
     hb_peer *peers;
     /* owned by the thread */
     uint64_t seq;
-    int timer_fd, stop_fd;
+    int timer_fd, stop_fd, kick_fd;
     int64_t t0;
     pthread_t thread;
     int state;
@@ -303,7 +305,7 @@ static int64_t mono_ns(void)
 }
 
 /* Queue an event and wake the loop.  Called with the lock held. */
-static void push_event(Engine *e, int kind, uint16_t peer)
+static void push_event(Engine *e, int kind, uint16_t peer, uint64_t epoch)
 {
     if (e->event_count == HB_EVENT_CAP) {
         e->event_head = (e->event_head + 1) % HB_EVENT_CAP;
@@ -313,18 +315,21 @@ static void push_event(Engine *e, int kind, uint16_t peer)
     hb_event *slot = &e->events[(e->event_head + e->event_count) % HB_EVENT_CAP];
     slot->kind = (uint8_t)kind;
     slot->peer = peer;
+    slot->epoch = epoch;
     e->event_count++;
     uint64_t one = 1;
     ssize_t unused = write(e->notify_fd, &one, sizeof one); /* EAGAIN only if the counter is full: still readable */
     (void)unused;
 }
 
+/* One heartbeat to every peer on every network.  `deadline` < 0: a round out of turn (a new epoch to announce),
+ * not counted as a tick nor in the lateness figures. */
 static void send_round(Engine *e, int64_t deadline, uint64_t skipped)
 {
     uint8_t datagram[HB_DATAGRAM_LEN];
     uint64_t sent = 0, errors = 0;
     int64_t now = mono_ns();
-    int64_t late = now > deadline ? now - deadline : 0;
+    int64_t late = deadline >= 0 && now > deadline ? now - deadline : 0;
     pthread_mutex_lock(&e->lock);
     uint64_t epoch = e->epoch;
     pthread_mutex_unlock(&e->lock);
@@ -343,9 +348,14 @@ static void send_round(Engine *e, int64_t deadline, uint64_t skipped)
     struct timespec cpu;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
     pthread_mutex_lock(&e->lock);
-    e->stats.ticks++;
     e->stats.sent += sent;
     e->stats.send_errors += errors;
+    if (deadline < 0) {
+        e->stats.extra_rounds++;
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
+    e->stats.ticks++;
     e->stats.missed_deadlines += skipped;
     if (late > e->stats.max_send_lateness_ns)
         e->stats.max_send_lateness_ns = late;
@@ -415,14 +425,15 @@ static void accept_datagram(Engine *e, int net, const uint8_t *p, size_t n, int6
     e->stats.received++;
     if (peer->suspect) {
         peer->suspect = 0;
-        push_event(e, EV_BACK, peer->id);
+        push_event(e, EV_BACK, peer->id, 0);
     } else if (peer->last_valid != 0 && now - peer->last_valid > e->stats.max_receive_gap_ns) {
         e->stats.max_receive_gap_ns = now - peer->last_valid;
     }
     peer->last_valid = now;
+    peer->epoch = epoch;
     if (epoch > e->epoch && !peer->ahead) {
         peer->ahead = 1;
-        push_event(e, EV_AHEAD, peer->id);
+        push_event(e, EV_AHEAD, peer->id, epoch);
     }
 }
 
@@ -452,7 +463,7 @@ static void check_peers(Engine *e, int64_t now)
         hb_peer *peer = &e->peers[p];
         if (!peer->suspect && now - peer->alive_since > silence_limit) {
             peer->suspect = 1;
-            push_event(e, EV_SUSPECT, peer->id);
+            push_event(e, EV_SUSPECT, peer->id, 0);
         }
     }
     pthread_mutex_unlock(&e->lock);
@@ -465,12 +476,13 @@ static void *engine_thread(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the main thread's business */
 
-    struct pollfd pfd[2 + HB_MAX_NETWORKS];
-    int nfds = 2 + e->network_count;
+    struct pollfd pfd[3 + HB_MAX_NETWORKS];
+    int nfds = 3 + e->network_count;
     pfd[0].fd = e->timer_fd;
     pfd[1].fd = e->stop_fd;
+    pfd[2].fd = e->kick_fd;
     for (int i = 0; i < e->network_count; i++)
-        pfd[2 + i].fd = e->fds[i];
+        pfd[3 + i].fd = e->fds[i];
     for (int i = 0; i < nfds; i++)
         pfd[i].events = POLLIN;
 
@@ -508,8 +520,13 @@ static void *engine_thread(void *arg)
                 tick = 1;
             }
         }
+        if (pfd[2].revents & POLLIN) {
+            uint64_t kicks = 0;
+            if (read(e->kick_fd, &kicks, sizeof kicks) == (ssize_t)sizeof kicks && kicks > 0)
+                send_round(e, -1, 0);
+        }
         for (int i = 0; i < e->network_count; i++)
-            if (pfd[2 + i].revents)
+            if (pfd[3 + i].revents)
                 receive_burst(e, i);
         if (tick)
             check_peers(e, mono_ns());
@@ -613,7 +630,7 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyBuffer_Release(&key);
         return NULL;
     }
-    e->timer_fd = e->stop_fd = -1;
+    e->timer_fd = e->stop_fd = e->kick_fd = -1;
     e->state = STATE_NEW;
     pthread_mutex_init(&e->lock, NULL);
     if (node_id < 0 || node_id > 65535 || key.len != 32 || period_ns < 1 || threshold < 1 || notify_fd < 0) {
@@ -673,7 +690,8 @@ static void engine_join(Engine *e)
     e->state = STATE_STOPPED;
     close(e->timer_fd);
     close(e->stop_fd);
-    e->timer_fd = e->stop_fd = -1;
+    close(e->kick_fd);
+    e->timer_fd = e->stop_fd = e->kick_fd = -1;
 }
 
 static void Engine_dealloc(Engine *e)
@@ -692,7 +710,8 @@ static PyObject *Engine_start(Engine *e, PyObject *Py_UNUSED(ignored))
     }
     e->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     e->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e->timer_fd < 0 || e->stop_fd < 0)
+    e->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e->timer_fd < 0 || e->stop_fd < 0 || e->kick_fd < 0)
         goto os_error;
     e->t0 = mono_ns();
     for (int p = 0; p < e->peer_count; p++)
@@ -718,7 +737,9 @@ os_error:
         close(e->timer_fd);
     if (e->stop_fd >= 0)
         close(e->stop_fd);
-    e->timer_fd = e->stop_fd = -1;
+    if (e->kick_fd >= 0)
+        close(e->kick_fd);
+    e->timer_fd = e->stop_fd = e->kick_fd = -1;
     return NULL;
 }
 
@@ -736,10 +757,16 @@ static PyObject *Engine_set_epoch(Engine *e, PyObject *arg)
     if (epoch == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     pthread_mutex_lock(&e->lock);
+    int changed = e->epoch != epoch;
     e->epoch = epoch;
     for (int p = 0; p < e->peer_count; p++)
         e->peers[p].ahead = 0;
     pthread_mutex_unlock(&e->lock);
+    if (changed && e->state == STATE_RUNNING) { /* announce it now, out of turn */
+        uint64_t one = 1;
+        ssize_t unused = write(e->kick_fd, &one, sizeof one);
+        (void)unused;
+    }
     Py_RETURN_NONE;
 }
 
@@ -758,7 +785,7 @@ static PyObject *Engine_read_events(Engine *e, PyObject *Py_UNUSED(ignored))
         return NULL;
     for (size_t k = 0; k < count; k++) {
         const char *kind = copy[k].kind == EV_SUSPECT ? "suspect" : copy[k].kind == EV_BACK ? "back" : "ahead";
-        PyObject *item = Py_BuildValue("(si)", kind, (int)copy[k].peer);
+        PyObject *item = Py_BuildValue("(siK)", kind, (int)copy[k].peer, (unsigned long long)copy[k].epoch);
         if (item == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -802,6 +829,28 @@ fail:
     return NULL;
 }
 
+static PyObject *Engine_epochs(Engine *e, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    for (int p = 0; p < e->peer_count; p++) {
+        pthread_mutex_lock(&e->lock);
+        unsigned long long epoch = e->peers[p].epoch;
+        pthread_mutex_unlock(&e->lock);
+        PyObject *key = PyLong_FromLong(e->peers[p].id);
+        PyObject *value = PyLong_FromUnsignedLongLong(epoch);
+        int rc = key == NULL || value == NULL ? -1 : PyDict_SetItem(result, key, value);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (rc < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    return result;
+}
+
 static PyObject *Engine_stats(Engine *e, PyObject *Py_UNUSED(ignored))
 {
     hb_stats s;
@@ -810,7 +859,7 @@ static PyObject *Engine_stats(Engine *e, PyObject *Py_UNUSED(ignored))
     pthread_mutex_unlock(&e->lock);
     uint64_t rejected = s.rejected_malformed + s.rejected_unknown + s.rejected_mac + s.rejected_replay;
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:L,s:L,s:L,s:i}",
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:L,s:L,s:L,s:i}",
         "ticks", (unsigned long long)s.ticks, "sent", (unsigned long long)s.sent,
         "send_errors", (unsigned long long)s.send_errors, "received", (unsigned long long)s.received,
         "rejected", (unsigned long long)rejected, "rejected_malformed", (unsigned long long)s.rejected_malformed,
@@ -818,6 +867,7 @@ static PyObject *Engine_stats(Engine *e, PyObject *Py_UNUSED(ignored))
         "rejected_replay", (unsigned long long)s.rejected_replay,
         "missed_deadlines", (unsigned long long)s.missed_deadlines,
         "events_dropped", (unsigned long long)s.events_dropped,
+        "extra_rounds", (unsigned long long)s.extra_rounds,
         "max_send_lateness_us", (long long)(s.max_send_lateness_ns / 1000),
         "max_receive_gap_us", (long long)(s.max_receive_gap_ns / 1000), "cpu_us", (long long)(s.cpu_ns / 1000),
         "thread_errno", s.thread_errno);
@@ -856,6 +906,8 @@ static PyMethodDef Engine_methods[] = {
      "The membership epoch this node installed: sent from now on; peers are reported ahead of it anew."},
     {"read_events", (PyCFunction)Engine_read_events, METH_NOARGS, "Drain the queued (kind, peer) events."},
     {"last_seen", (PyCFunction)Engine_last_seen, METH_NOARGS, "Per peer, per network: monotonic ns or None."},
+    {"epochs", (PyCFunction)Engine_epochs, METH_NOARGS,
+     "Per peer: the membership epoch its last valid heartbeat carried (0 before any)."},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Counters and timing figures."},
     {"recent_lateness_us", (PyCFunction)Engine_recent_lateness_us, METH_NOARGS,
      "The lateness of the most recent sends (up to 4096), oldest first, in microseconds."},

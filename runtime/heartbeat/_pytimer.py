@@ -53,10 +53,11 @@ class _Peer:
     last_valid: int = 0
     suspect: bool = False
     ahead: bool = False  # reported at a newer epoch than this node's, since this node last installed one
+    epoch: int = 0  # the epoch its last valid heartbeat carried
 
 
 _COUNTERS = ("ticks", "sent", "send_errors", "received", "rejected_malformed", "rejected_unknown", "rejected_mac",
-             "rejected_replay", "missed_deadlines", "events_dropped")
+             "rejected_replay", "missed_deadlines", "events_dropped", "extra_rounds")
 
 
 class Engine:
@@ -96,9 +97,10 @@ class Engine:
         self._max_lateness_ns = self._max_gap_ns = self._cpu_ns = 0
         self._thread_errno = 0
         self._lateness_us: deque[int] = deque(maxlen=LATENESS_RING)
-        self._events: deque[tuple[str, int]] = deque()
+        self._events: deque[tuple[str, int, int]] = deque()
         self._thread: threading.Thread | None = None
         self._stop_fd = -1
+        self._kick_fd = -1
         self._stopped = False
 
     # -- Python-facing methods ------------------------------------------------
@@ -107,6 +109,7 @@ class Engine:
         if self._thread is not None or self._stopped:
             raise RuntimeError("this engine has already been started; create a new one")
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._kick_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         socks = [socket.socket(fileno=os.dup(fd)) for fd in self._fds]
         t0 = time.monotonic_ns()
         for peer in self._peers.values():
@@ -122,17 +125,21 @@ class Engine:
         self._thread.join()
         self._thread = None
         os.close(self._stop_fd)
-        self._stop_fd = -1
+        os.close(self._kick_fd)
+        self._stop_fd = self._kick_fd = -1
 
     def set_epoch(self, epoch: int) -> None:
         if not 0 <= epoch < 2**64:
             raise OverflowError(f"epoch {epoch} does not fit 64 bits")
         with self._lock:
+            changed = epoch != self._epoch
             self._epoch = epoch
             for peer in self._peers.values():
                 peer.ahead = False
+        if changed and self._thread is not None and not self._stopped:  # announce it now, out of turn
+            os.eventfd_write(self._kick_fd, 1)
 
-    def read_events(self) -> list[tuple[str, int]]:
+    def read_events(self) -> list[tuple[str, int, int]]:
         with self._lock:
             events = list(self._events)
             self._events.clear()
@@ -141,6 +148,10 @@ class Engine:
     def last_seen(self) -> dict[int, list[int | None]]:
         with self._lock:
             return {p.id: [t or None for t in p.last_seen] for p in self._peers.values()}
+
+    def epochs(self) -> dict[int, int]:
+        with self._lock:
+            return {p.id: p.epoch for p in self._peers.values()}
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -166,6 +177,7 @@ class Engine:
         selector = selectors.DefaultSelector()
         try:
             selector.register(self._stop_fd, selectors.EVENT_READ, None)
+            selector.register(self._kick_fd, selectors.EVENT_READ, -1)
             for index, sock in enumerate(socks):
                 selector.register(sock, selectors.EVENT_READ, index)
             self._send_round(socks, t0, 0)
@@ -183,6 +195,11 @@ class Engine:
                 for key, _ in selector.select((next_deadline - now) / 1e9):
                     if key.data is None:
                         return
+                    if key.data == -1:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._kick_fd)
+                        self._send_round(socks, -1, 0)
+                        continue
                     self._receive_burst(socks[key.data], key.data)
         except OSError as exc:
             with self._lock:
@@ -193,8 +210,10 @@ class Engine:
                 sock.close()
 
     def _send_round(self, socks: list[socket.socket], deadline: int, skipped: int) -> None:
+        """One heartbeat to every peer on every network; ``deadline`` < 0: a round out of turn (a new epoch to
+        announce), not counted as a tick nor in the lateness figures."""
         now = time.monotonic_ns()
-        late = max(0, now - deadline)
+        late = max(0, now - deadline) if deadline >= 0 else 0
         sent = errors = 0
         with self._lock:
             epoch = self._epoch
@@ -210,9 +229,12 @@ class Engine:
         cpu = time.thread_time_ns()
         with self._lock:
             c = self._counters
-            c["ticks"] += 1
             c["sent"] += sent
             c["send_errors"] += errors
+            if deadline < 0:
+                c["extra_rounds"] += 1
+                return
+            c["ticks"] += 1
             c["missed_deadlines"] += skipped
             self._max_lateness_ns = max(self._max_lateness_ns, late)
             self._lateness_us.append(late // 1000)
@@ -262,13 +284,14 @@ class Engine:
         c["received"] += 1
         if peer.suspect:
             peer.suspect = False
-            self._push_event("back", peer.id)
+            self._push_event("back", peer.id, 0)
         elif peer.last_valid:
             self._max_gap_ns = max(self._max_gap_ns, now - peer.last_valid)
         peer.last_valid = now
+        peer.epoch = epoch
         if epoch > self._epoch and not peer.ahead:
             peer.ahead = True
-            self._push_event("ahead", peer.id)
+            self._push_event("ahead", peer.id, epoch)
 
     def _check_peers(self, now: int) -> None:
         silence_limit = self._period_ns * self._threshold
@@ -276,13 +299,13 @@ class Engine:
             for peer in self._peers.values():
                 if not peer.suspect and now - peer.alive_since > silence_limit:
                     peer.suspect = True
-                    self._push_event("suspect", peer.id)
+                    self._push_event("suspect", peer.id, 0)
 
-    def _push_event(self, kind: str, peer_id: int) -> None:
+    def _push_event(self, kind: str, peer_id: int, epoch: int) -> None:
         """Queue an event and wake the loop.  Called with the lock held."""
         if len(self._events) == EVENT_CAP:
             self._events.popleft()
             self._counters["events_dropped"] += 1
-        self._events.append((kind, peer_id))
+        self._events.append((kind, peer_id, epoch))
         with contextlib.suppress(BlockingIOError):  # the counter is full: the fd is readable anyway
             os.eventfd_write(self._notify_fd, 1)

@@ -36,7 +36,8 @@ DEFAULT_PERIOD_MS = 100
 DEFAULT_MISSED_THRESHOLD = 5
 
 STATS_KEYS = ("ticks", "sent", "send_errors", "received", "rejected", "rejected_malformed", "rejected_unknown",
-              "rejected_mac", "rejected_replay", "missed_deadlines", "events_dropped", "max_send_lateness_us",
+              "rejected_mac", "rejected_replay", "missed_deadlines", "events_dropped", "extra_rounds",
+              "max_send_lateness_us",
               "max_receive_gap_us", "cpu_us", "thread_errno")
 
 
@@ -49,8 +50,9 @@ class _Engine(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def set_epoch(self, epoch: int, /) -> None: ...
-    def read_events(self) -> list[tuple[str, int]]: ...
+    def read_events(self) -> list[tuple[str, int, int]]: ...
     def last_seen(self) -> dict[int, list[int | None]]: ...
+    def epochs(self) -> dict[int, int]: ...
     def stats(self) -> dict[str, int]: ...
     def recent_lateness_us(self) -> list[int]: ...
 
@@ -74,9 +76,10 @@ class BaseHeartbeatTimer:
 
     Every heartbeat carries the membership epoch this node installed
     (:meth:`set_epoch`, 0 until then).  A valid heartbeat from a peer at a
-    newer epoch is reported as ``("ahead", p)``, once per peer until the next
-    :meth:`set_epoch` (the rule of ``spec/heartbeat.py``: a membership was
-    committed without this node).
+    newer epoch is reported as ``("ahead", p, epoch)``, once per peer until the
+    next :meth:`set_epoch` (the rule of ``spec/heartbeat.py``: a membership was
+    committed without this node).  A new epoch is sent at once, in a round out
+    of turn (``extra_rounds`` in :meth:`stats`).
 
     :meth:`stop` joins the thread and closes the sockets; the event fd stays
     open so pending events can still be read, until :meth:`close` (or the
@@ -218,8 +221,9 @@ class BaseHeartbeatTimer:
             raise ValueError("the heartbeat timer is closed")
         return self._notify_fd
 
-    def read_events(self) -> list[tuple[str, int]]:
-        """Drain the pending ``("suspect" | "back" | "ahead", peer)`` events, oldest first; never blocks."""
+    def read_events(self) -> list[tuple[str, int, int]]:
+        """Drain the pending ``("suspect" | "back" | "ahead", peer, epoch)`` events, oldest first; never blocks.
+        ``epoch`` is the peer's epoch for ``"ahead"`` (the loop compares it with what it installed since), else 0."""
         if self._notify_fd >= 0:
             with contextlib.suppress(BlockingIOError):  # first reset the fd, then drain: no wake-up is lost
                 os.eventfd_read(self._notify_fd)
@@ -231,12 +235,19 @@ class BaseHeartbeatTimer:
             return {peer: [None] * len(self._config.networks) for peer in self._peers}
         return self._engine.last_seen()
 
+    def epochs(self) -> dict[int, int]:
+        """Per peer: the membership epoch its last valid heartbeat carried (0 before any)."""
+        if self._engine is None:
+            return dict.fromkeys(self._peers, 0)
+        return self._engine.epochs()
+
     def stats(self) -> dict[str, int]:
         """Counters and figures: ``sent``, ``received``, ``rejected`` (= malformed + unknown sender + bad MAC +
         replay, each also given), ``send_errors``, ``ticks``, ``missed_deadlines`` (periods skipped because the
         thread was more than a period late), ``max_send_lateness_us`` (against the absolute deadlines),
         ``max_receive_gap_us`` (longest silence of a peer between two valid heartbeats, while not suspect),
-        ``cpu_us`` (the thread's CPU time), ``events_dropped``, ``thread_errno`` (non-zero if the thread died)."""
+        ``cpu_us`` (the thread's CPU time), ``events_dropped``, ``extra_rounds`` (rounds out of turn: new
+        epochs), ``thread_errno`` (non-zero if the thread died)."""
         if self._engine is None:
             return dict.fromkeys(STATS_KEYS, 0)
         return self._engine.stats()

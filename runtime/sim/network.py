@@ -58,6 +58,9 @@ class SimNetwork:
         self.default = default or LinkPolicy()
         self._policy: dict[tuple[int, int], LinkPolicy] = {}
         self._cut: set[tuple[int, int]] = set()
+        self._slow: dict[tuple[int, int], int] = {}
+        #: per link: when it was last healed of a cut, a slow transport or a degraded policy
+        self._healed_at: dict[tuple[int, int], int] = {}
         self._down: set[int] = set()
         self._trace = trace
         self.stats = NetStats()
@@ -70,6 +73,13 @@ class SimNetwork:
         """Messages from ``src`` to ``dst`` are lost (one way)."""
         self._cut.add((src, dst))
 
+    def slow(self, src: int, dst: int, ms: int) -> None:
+        """Messages from ``src`` to ``dst`` on the transport (every machine's but the heartbeats', which are
+        datagrams of their own) take ``ms`` longer: TCP in retransmission backoff."""
+        if ms < 0:
+            raise ValueError(f"a link cannot be {ms} ms faster than it is")
+        self._slow[(src, dst)] = ms
+
     def partition(self, *groups: Iterable[int]) -> None:
         """Cut every link between nodes of different groups (both ways)."""
         sets = [set(g) for g in groups]
@@ -81,8 +91,11 @@ class SimNetwork:
                         self._cut.add((y, x))
 
     def heal(self) -> None:
-        """Remove every cut and every per-link policy."""
+        """Remove every cut, slow link and per-link policy."""
+        for link in self._cut | set(self._slow) | set(self._policy):
+            self._healed_at[link] = self.clock.now
         self._cut.clear()
+        self._slow.clear()
         self._policy.clear()
 
     def crash(self, node: int) -> None:
@@ -90,6 +103,14 @@ class SimNetwork:
 
     def restart(self, node: int) -> None:
         self._down.discard(node)
+
+    def clean_since(self, src: int, dst: int) -> int | None:
+        """Since when the link from ``src`` to ``dst`` has carried every message at the default policy (0: always),
+        or None while it is cut, slow or degraded."""
+        link = (src, dst)
+        if link in self._cut or link in self._slow or link in self._policy:
+            return None
+        return self._healed_at.get(link, 0)
 
     def connected(self, src: int, dst: int) -> bool:
         return src not in self._down and dst not in self._down and (src, dst) not in self._cut
@@ -106,6 +127,8 @@ class SimNetwork:
             self.stats.duplicated += 1
         for _ in range(copies):
             delay = self.rng.randint(policy.min_delay_ms, policy.max_delay_ms)
+            if getattr(payload, "machine", None) != "heartbeat":
+                delay += self._slow.get((src, dst), 0)
             self.clock.call_later(delay, lambda: self._arrive(src, dst, payload), f"msg {src}->{dst}")
 
     def _arrive(self, src: int, dst: int, payload: Any) -> None:

@@ -7,6 +7,7 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
     seed 1
     quorum mns          # or: quorum disk (a shared quorum disk, challenge/defense)
     rejoin after 2000   # a halted node starts its cluster role again, as the daemon does (default: never)
+    heartbeat lag 5     # heartbeat reports reach the membership machine 5 ms later (default: 1)
     group web: ip app; app needs ip; preferred 0 1 2
 
     at 0     boot all
@@ -18,7 +19,10 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
 Commands (times in simulated milliseconds, absolute after ``at``, relative
 to the previous line after ``within``, where the expectation must become true
 by then): ``boot all|N``, ``crash N``, ``restart N`` (the node's service
-starts again, with what it keeps on disk), ``partition A,B|C,D``, ``cut A>B`` (messages from A to B are lost), ``heal``,
+starts again, with what it keeps on disk), ``partition A,B|C,D``, ``cut A>B``
+(messages from A to B are lost), ``slow A>B MS`` (messages from A to B on the
+transport, every machine's but the heartbeats', take MS longer, as TCP in
+retransmission backoff), ``heal``,
 ``move GROUP to N``, ``drain N`` (pause N and move its groups away),
 ``resume N``, ``hour H`` (every node's clock shows hour H of the day),
 ``update N KEY=VALUE`` (node N submits a global update), ``crash N after
@@ -45,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wolfpack.errors import WolfpackError
-from wolfpack.runtime.sim.world import QUORUMS, GroupConfig, World
+from wolfpack.runtime.sim.world import HEARTBEAT_LAG_MS, QUORUMS, GroupConfig, World
 
 CHECK_EVERY_MS = 10
 
@@ -69,6 +73,7 @@ class Scenario:
     seed: int = 0
     quorum: str = "mns"
     rejoin_after_ms: int = 0
+    heartbeat_lag_ms: int = HEARTBEAT_LAG_MS
     groups: list[GroupConfig] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
 
@@ -99,14 +104,19 @@ def parse(path: Path) -> Scenario:
             if len(words) != 3 or words[1] != "after":
                 raise ScenarioError(f"{where}: cannot read {line!r}; expected 'rejoin after MS'")
             sc.rejoin_after_ms = _int(words[2], where)
+        elif line.startswith("heartbeat "):
+            words = line.split()
+            if len(words) != 3 or words[1] != "lag":
+                raise ScenarioError(f"{where}: cannot read {line!r}; expected 'heartbeat lag MS'")
+            sc.heartbeat_lag_ms = _int(words[2], where)
         elif line.startswith("quorum "):
             sc.quorum = line.split()[1]
             if sc.quorum not in QUORUMS:
                 raise ScenarioError(f"{where}: unknown quorum {sc.quorum!r}; use one of {', '.join(QUORUMS)}")
         else:
             raise ScenarioError(f"{where}: cannot read {line!r}; expected 'nodes N', 'seed N', "
-                                "'quorum mns|disk', 'rejoin after MS', 'group NAME: ...', 'at MS COMMAND' or "
-                                "'within MS COMMAND'")
+                                "'quorum mns|disk', 'rejoin after MS', 'heartbeat lag MS', 'group NAME: ...', "
+                                "'at MS COMMAND' or 'within MS COMMAND'")
     if not sc.groups:
         raise ScenarioError(f"{path}: no 'group NAME: resources...' line")
     return sc
@@ -148,7 +158,7 @@ class Runner:
     def __init__(self, scenario: Scenario) -> None:
         self.sc = scenario
         self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed, quorum=scenario.quorum,
-                           rejoin_after_ms=scenario.rejoin_after_ms)
+                           rejoin_after_ms=scenario.rejoin_after_ms, heartbeat_lag_ms=scenario.heartbeat_lag_ms)
         self.timeline: list[str] = []
         self._index = {g.name: i for i, g in enumerate(scenario.groups)}
 
@@ -219,6 +229,9 @@ class Runner:
         elif verb == "cut" and len(words) == 2 and words[1].count(">") == 1:
             src, dst = (self._node(x, where) for x in words[1].split(">"))
             self.world.cluster.network.cut(src, dst)
+        elif verb == "slow" and len(words) == 3 and words[1].count(">") == 1:
+            src, dst = (self._node(x, where) for x in words[1].split(">"))
+            self.world.cluster.network.slow(src, dst, _int(words[2], where))
         elif verb == "heal":
             self.world.cluster.network.heal()
         elif words[:2] == ["stall", "disk"] and len(words) == 3:
@@ -230,7 +243,7 @@ class Runner:
                 raise ScenarioError(f"{where}: expected '{command}' at {self.now} ms: {self._state()}")
         else:
             raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, restart, partition, "
-                                "cut A>B (one way), heal, "
+                                "cut A>B (one way), slow A>B MS, heal, "
                                 "move GROUP to N, drain N, resume N, hour H, update N KEY=VALUE, "
                                 "crash N after MACHINE EFFECT, stall disk MS, resume disk, expect")
         self._note(command + ("" if verb == "expect" else f"   -> {self._state()}"))

@@ -19,6 +19,11 @@ devices and disks:
   disk rule, with the disk timings of ``spec/defaults.py`` (rounds that
   outlast a challenge, a take-over wait that outlasts a cut-off node's
   challenge);
+* the heartbeat machine's reports (``suspect``, ``peer_back``, ``peer_ahead``)
+  reach the membership machine ``heartbeat_lag_ms`` later, as events of their
+  own: in the daemon the heartbeats are counted by a timer thread, whose
+  reports wait on the node's queue behind whatever the node is doing (a
+  report may then be about an epoch the node installed in between);
 * with ``rejoin_after_ms`` > 0, a node whose membership machine halted starts
   its cluster role again, as the daemon does (``node.rejoin_after_ms``): that
   much later, or as soon as it hears another node's membership message at
@@ -54,6 +59,9 @@ __all__ = ["CHECKPOINT_EVERY", "DURABLE", "QUORUMS", "REJOIN_AFTER_MS", "REJOIN_
 REJOIN_AFTER_MS = 2000
 #: the daemon's ``REJOIN_MIN_S``: a halted node that hears a regroup joins it, but not sooner after its halt
 REJOIN_MIN_MS = 500
+#: how long a heartbeat report takes to reach the membership machine (the daemon: from the timer thread, through
+#: the event fd, to the node's queue)
+HEARTBEAT_LAG_MS = 1
 #: the simulated quorum log gets a checkpoint when its holder has applied this many updates past the last one
 #: (the daemon: ``CHECKPOINT_EVERY``, 1000); small, so that short runs catch up from checkpoints too
 CHECKPOINT_EVERY = 8
@@ -98,13 +106,16 @@ class SimDatabase:
 class World:
     def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
                  policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns",
-                 rejoin_after_ms: int = 0) -> None:
+                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
         if rejoin_after_ms < 0:
             raise ValueError(f"rejoin_after_ms must be >= 0 (0: a halted node stays halted), got {rejoin_after_ms}")
+        if heartbeat_lag_ms < 0:
+            raise ValueError(f"heartbeat_lag_ms must be >= 0, got {heartbeat_lag_ms}")
         self.n = nodes
         self.rejoin_after_ms = rejoin_after_ms
+        self.heartbeat_lag_ms = heartbeat_lag_ms
         #: per node: how often its service (re)started its cluster role, and when its membership last halted
         self._incarnation = dict.fromkeys(range(nodes), 0)
         self._halted_at: dict[int, int] = {}
@@ -228,7 +239,23 @@ class World:
 
     # -- effects that are not messages or timers -----------------------------------------
     def _wiring(self, node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
-        return self.apps[node.node_id].route(machine, report)
+        routed = self.apps[node.node_id].route(machine, report)
+        if machine != "heartbeat":
+            return routed
+        me, incarnation = node.node_id, self._incarnation[node.node_id]
+        for target, trigger, args in routed:  # the daemon's timer thread: its reports wait on the node's queue
+            self.cluster.clock.call_later(
+                self.heartbeat_lag_ms, lambda t=target, g=trigger, a=args: self._heartbeat_report(me, incarnation,
+                                                                                                    t, g, a),
+                f"heartbeat report {me}/{trigger}")
+        return []
+
+    def _heartbeat_report(self, me: int, incarnation: int, target: str, trigger: str, args: dict[str, Any]) -> None:
+        """A heartbeat report reaches the node's machine, unless the node crashed or restarted since (a restarted
+        service has a new timer)."""
+        node = self.cluster.nodes[me]
+        if node.up and self._incarnation[me] == incarnation:
+            node.feed(target, trigger, **args)
 
     def _after_step(self, node: SimNode, machine: str, entry: dict[str, Any]) -> None:
         """Crash a node armed to die right after one of its effects (its other effects of that step still

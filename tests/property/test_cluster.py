@@ -12,6 +12,13 @@ committed update unchanged.  Two stories these checks first failed on
 A copy of the world with the take-over wait removed (a seeded protocol bug)
 is caught.
 
+A healthy majority must not halt itself (issue 15): every halt of a node
+that belongs to the newest membership, installed by a majority of live nodes
+whose links among them have been clean since before the install, is a bug
+unless :data:`MAJORITY_HALTS_ALLOWED` says why the spec wants it; the check
+runs after every step and the allowed ones are counted
+(:data:`majority_halts`).
+
 Liveness: after the faults stop (the end of each run), the network heals,
 crashed nodes come back (or stay down, drawn per run), and within
 :data:`LIVENESS_BOUND_MS` of simulated time the cluster must have recovered:
@@ -61,6 +68,17 @@ DISK_LIVENESS_BOUND_MS = (d.HEARTBEAT_PERIOD_MS * d.HEARTBEAT_MISSED_THRESHOLD +
                           + d.DISK_TAKEOVER_WAIT_MS + max(len(g.resources) for g in GROUPS) * OP_MS)
 
 
+#: halts of a member of a live majority that the spec asks for, by trigger, with the reason
+MAJORITY_HALTS_ALLOWED = {
+    "shutdown": "a planned stop (ClusterExit) of that node",
+}
+#: how many halts of a member of a live majority the checks saw, by trigger (allowed ones only: the rest fail)
+majority_halts: dict[str, int] = {}
+#: a link must have been clean this long before an install for the membership to count as healthy (the longest
+#: delay of a degraded link: a message sent before the heal may still be on its way)
+CLEAN_BEFORE_INSTALL_MS = 50
+
+
 def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = True,
                     longest_wait_ms: int = 600, faults_take_time: bool = False,
                     liveness: bool = False, quorum: str = "mns") -> type[RuleBasedStateMachine]:
@@ -88,6 +106,10 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
                     fo = node.machines["failover"]
                     fo.record = fo.record.replace(takeover_wait_ms=takeover_wait_ms)
             self.world.boot_all()
+            self._seen = 0  # trace entries already looked at by the majority-halt check
+            self.installed: dict[int, tuple[int, frozenset[int]]] = {}  # epoch -> (first install time, members)
+            self.nodes_changed_at = 0  # the last crash or restart
+            self.disk_clean_since: int | None = 0  # None while the disk stalls
             # under disk quorum the first node challenges for the disk (W), then waits out the disk take-over wait
             self.world.cluster.run_for(2000 if quorum == "mns" else 30000)
 
@@ -98,6 +120,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         @rule(data=st.data(), then_ms=then)
         def crash(self, data: st.DataObject, then_ms: int) -> None:
             self.world.cluster.nodes[data.draw(st.sampled_from(self.up()))].crash()
+            self.nodes_changed_at = self.world.cluster.clock.now
             self.wait(then_ms)
 
         @precondition(lambda self: len(self.up()) < NODES)
@@ -105,6 +128,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         def restart(self, data: st.DataObject, then_ms: int) -> None:
             down = [i for i in range(NODES) if i not in self.up()]
             self.world.restart(data.draw(st.sampled_from(down)))
+            self.nodes_changed_at = self.world.cluster.clock.now
             self.wait(then_ms)
 
         @rule(side=st.sets(st.integers(0, NODES - 1), min_size=1, max_size=NODES - 1), then_ms=then)
@@ -126,12 +150,46 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         def check(self) -> None:
             problems = self.world.violations() + self.world.update_violations()
             assert not problems, "; ".join(problems)
+            self.check_majority_halts()
             installed: dict[int, tuple[bool, ...]] = {}
             for node in self.world.cluster.nodes.values():
                 rec = node.machines["membership"].record
                 if node.up and node.machines["membership"].state == "Stable":
                     assert installed.setdefault(rec.epoch, rec.members) == rec.members, (
                         f"two memberships installed for epoch {rec.epoch}")
+
+        def check_majority_halts(self) -> None:
+            """A member of the newest membership halts: if that membership is a majority of live nodes, none
+            restarted or crashed since it was installed, and their links to each other have been clean since
+            before, the halt is a bug unless the spec says why (:data:`MAJORITY_HALTS_ALLOWED`)."""
+            trace = self.world.cluster.trace
+            new, self._seen = trace[self._seen:], len(trace)
+            for entry in new:
+                if entry.get("machine") != "membership" or "dest" not in entry:
+                    continue
+                for effect in entry.get("effects", []):
+                    if effect.get("kind") == "report" and effect.get("name") == "installed":
+                        args = effect["args"]
+                        members = frozenset(k for k in range(NODES) if args.get(f"m{k}"))
+                        self.installed.setdefault(int(args["epoch"]), (int(entry["t"]), members))
+                if entry["dest"] != "Halted" or entry.get("source") in ("Halted", "Down") or not self.installed:
+                    continue
+                node, t, trigger = int(entry["node"]), int(entry["t"]), str(entry["trigger"])
+                epoch = max(self.installed)
+                since, members = self.installed[epoch]
+                network = self.world.cluster.network
+                clean = [network.clean_since(a, b) for a in members for b in members if a != b]
+                healthy = (node in members and len(members) >= NODES // 2 + 1
+                           and all(self.world.cluster.nodes[k].up for k in members) and self.nodes_changed_at < since
+                           and all(c is not None and c <= since - CLEAN_BEFORE_INSTALL_MS for c in clean)
+                           and self.disk_clean_since is not None and self.disk_clean_since <= since)
+                if not healthy:
+                    continue
+                assert trigger in MAJORITY_HALTS_ALLOWED, (
+                    f"node {node}, a member of the live majority {sorted(members)} (epoch {epoch}, installed at "
+                    f"{since} ms, every member up and their links clean since before), halted at {t} ms on "
+                    f"{trigger}: a healthy majority halted itself")
+                majority_halts[trigger] = majority_halts.get(trigger, 0) + 1
 
         @invariant()
         def invariants_hold(self) -> None:
@@ -159,10 +217,12 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             world = self.world
             world.cluster.network.heal()
             world.disk.resume()
+            self.disk_clean_since = world.cluster.clock.now
             if self.restart_crashed:
                 for i in range(NODES):
                     if not world.cluster.nodes[i].up:
                         world.restart(i)
+                        self.nodes_changed_at = world.cluster.clock.now
             bound = LIVENESS_BOUND_MS if quorum == "mns" else DISK_LIVENESS_BOUND_MS
             self.wait(bound)
             live = self.up()
@@ -230,11 +290,13 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
                   then_ms=then)
             def stall_disk(self, delay: int, node: int | None, then_ms: int) -> None:
                 self.world.disk.stall(delay, node)
+                self.disk_clean_since = None
                 self.wait(then_ms)
 
             @rule(then_ms=then)
             def resume_disk(self, then_ms: int) -> None:
                 self.world.disk.resume()
+                self.disk_clean_since = self.world.cluster.clock.now
                 self.wait(then_ms)
 
     return ClusterWithMoreFaults

@@ -111,7 +111,7 @@ def all_seen(*timers: BaseHeartbeatTimer) -> bool:
     return all(t is not None for timer in timers for seen in timer.last_seen().values() for t in seen)
 
 
-def next_events(timer: BaseHeartbeatTimer, timeout: float = EVENT_TIMEOUT_S) -> list[tuple[str, int]]:
+def next_events(timer: BaseHeartbeatTimer, timeout: float = EVENT_TIMEOUT_S) -> list[tuple[str, int, int]]:
     """Wait (on the event fd, as the loop would) for the next batch of events."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
@@ -323,7 +323,7 @@ def test_a_stopped_peer_is_suspected_once_after_about_the_threshold(spawn: Spawn
     stopped_at = time.monotonic()
     timers[2].stop()
     for timer in timers[:2]:
-        assert next_events(timer) == [("suspect", 3)]
+        assert next_events(timer) == [("suspect", 3, 0)]
     took = time.monotonic() - stopped_at
     assert took >= THRESHOLD * PERIOD_S / 2, f"suspected after {took:.3f} s, before the threshold"
     quiet_for(THRESHOLD)
@@ -335,11 +335,11 @@ def test_a_restarted_peer_is_back(spawn: Spawn) -> None:
     wire(one, two)
     assert wait_until(lambda: all_seen(one, two))
     two.stop()
-    assert next_events(one) == [("suspect", 2)]
+    assert next_events(one) == [("suspect", 2, 0)]
     again = spawn(2, networks=two.addresses(), peers={1: one.addresses()})
     again.start()
     assert again.incarnation != two.incarnation
-    assert next_events(one) == [("back", 2)]
+    assert next_events(one) == [("back", 2, 0)]
     quiet_for(THRESHOLD)
     assert one.read_events() == [] and again.read_events() == []
     assert one.stats()["rejected"] == 0
@@ -368,7 +368,7 @@ def test_forged_heartbeats_do_not_keep_a_dead_peer_alive(spawn: Spawn) -> None:
     wrong_key = _wire.derive_mac_key(b"not the cluster key")
     # the right sender, incarnation and ever higher sequence numbers: only the MAC is wrong
     with Flood(lambda n: _wire.encode(wrong_key, 2, incarnation, 2**40 + n, 0), one.addresses()[0]) as flood:
-        assert next_events(one) == [("suspect", 2)]
+        assert next_events(one) == [("suspect", 2, 0)]
         quiet_for(THRESHOLD)
         assert one.read_events() == [], "a forged heartbeat brought the peer back"
     assert flood.count > 0
@@ -379,7 +379,7 @@ def test_a_peer_at_a_newer_epoch_is_reported_ahead_once_per_installed_epoch(spaw
     one, two = spawn(1), spawn(2)
     one.set_epoch(3)  # before start: the engine takes it
     wire(one, two)
-    assert next_events(two) == [("ahead", 1)]
+    assert next_events(two) == [("ahead", 1, 3)]
     quiet_for(THRESHOLD)
     assert two.read_events() == [], "a peer ahead was reported twice for one installed epoch"
     two.set_epoch(3)  # caught up: nothing to report, and one hears nobody ahead of it
@@ -387,12 +387,29 @@ def test_a_peer_at_a_newer_epoch_is_reported_ahead_once_per_installed_epoch(spaw
     assert two.read_events() == [] and one.read_events() == []
     assert (one.epoch, two.epoch) == (3, 3)
     one.set_epoch(5)  # while running
-    assert next_events(two) == [("ahead", 1)]
+    assert next_events(two) == [("ahead", 1, 5)]
     two.set_epoch(4)  # a newer epoch here, still behind one: reported again
-    assert next_events(two) == [("ahead", 1)]
+    assert next_events(two) == [("ahead", 1, 5)]
+    assert two.epochs() == {1: 5} and one.epochs() == {2: 4}
     assert one.read_events() == []
     with pytest.raises(ValueError, match="epoch"):
         one.set_epoch(-1)
+
+
+def test_a_new_epoch_is_announced_at_once_out_of_turn(spawn: Spawn) -> None:
+    """set_epoch while running sends a round at once: with a 2 s period the peer hears the new epoch long before
+    the next tick (a node left out of the membership halts within a network delay of the install)."""
+    one, two = spawn(1, period_ms=2000), spawn(2, period_ms=2000)
+    wire(one, two)
+    assert wait_until(lambda: all_seen(one, two))
+    ticks = one.stats()["ticks"]
+    started = time.monotonic()
+    one.set_epoch(7)
+    assert next_events(two, timeout=1.5) == [("ahead", 1, 7)]
+    assert time.monotonic() - started < 1.5
+    assert one.stats()["extra_rounds"] == 1 and one.stats()["ticks"] == ticks, "the extra round counted as a tick"
+    one.set_epoch(7)  # the same epoch again: nothing new to announce
+    assert one.stats()["extra_rounds"] == 1
 
 
 def test_the_epoch_is_covered_by_the_mac(spawn: Spawn) -> None:
@@ -429,7 +446,7 @@ def test_replayed_heartbeats_do_not_keep_a_dead_peer_alive(spawn: Spawn) -> None
                 break
     assert len(recorded) >= 5
     with Flood(lambda n: recorded[n % len(recorded)], one.addresses()[0]):
-        assert next_events(one) == [("suspect", 2)]
+        assert next_events(one) == [("suspect", 2, 0)]
         quiet_for(THRESHOLD)
         assert one.read_events() == [], "a replayed heartbeat brought the peer back"
     assert one.stats()["rejected_replay"] > 0
@@ -446,12 +463,12 @@ def test_replays_of_an_earlier_life_are_refused(spawn: Spawn) -> None:
         assert wait_until(lambda: all_seen(one))
         first_life = recorder.recv(100)
     two.stop()
-    assert next_events(one) == [("suspect", 2)]
+    assert next_events(one) == [("suspect", 2, 0)]
     again = spawn(2, networks=two.addresses(), peers={1: one.addresses()})
     again.start()
-    assert next_events(one) == [("back", 2)]
+    assert next_events(one) == [("back", 2, 0)]
     again.stop()
-    assert next_events(one) == [("suspect", 2)]
+    assert next_events(one) == [("suspect", 2, 0)]
     # first_life is genuine, and its incarnation differs from the last one seen: only memory of it refuses it
     with Flood(lambda n: first_life, one.addresses()[0]):
         quiet_for(THRESHOLD)
@@ -487,7 +504,7 @@ def test_the_event_fd_is_readable_exactly_while_events_are_pending(spawn: Spawn)
     assert select.select([one.fileno()], [], [], 0)[0] == []
     two.stop()
     assert select.select([one.fileno()], [], [], EVENT_TIMEOUT_S)[0] == [one.fileno()]
-    assert one.read_events() == [("suspect", 2)]
+    assert one.read_events() == [("suspect", 2, 0)]
     assert select.select([one.fileno()], [], [], 0)[0] == []
     assert one.read_events() == []
 

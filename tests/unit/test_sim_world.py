@@ -73,7 +73,8 @@ def halted_minority(seed: int = 1) -> tuple[World, int]:
     partition(world, {0}, {1, 2})
     while world.cluster.nodes[0].machines["membership"].state != "Halted":
         run_checked(world, 10)
-    halted_at = world.cluster.clock.now
+    halted_at = max(e["t"] for e in world.cluster.trace if e.get("node") == 0 and e.get("machine") == "membership"
+                    and e.get("dest") == "Halted")
     world.cluster.network.heal()
     return world, halted_at
 

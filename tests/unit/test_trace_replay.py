@@ -69,3 +69,31 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
     with open(path, "a") as f:
         f.write('{"kind": "step", "machi')
     assert trace.replay_file(path)[1] == []
+
+
+def test_an_install_then_a_halt_on_a_report_of_that_epoch_is_flagged() -> None:
+    """Issue 15: a daemon installed epoch 26, and 3 ms later halted on peer_ahead from a node at epoch 26 (the
+    timer thread's report of a heartbeat that arrived before the commit).  The spec now says that report is old
+    news, so replaying such a log flags the halt; the same report handled as the spec says replays cleanly, and a
+    log written before reports carried the epoch is flagged too (it does not say which epoch the peer had)."""
+    from wolfpack.spec.membership import make_membership_spec
+
+    live = LiveMachine(make_membership_spec(3), me=1, epoch=26, members=(True, True, False))
+    values = {k: trace._plain(v) for k, v in live.record.values().items()}
+    values["state"] = "Stable"
+    built = {"kind": "machine", "node": 1, "epoch": 26, "seq": 0, "machine": "membership", "spec": "membership",
+             "size": {"n": 3}, "record": values}
+
+    def step(args: dict[str, int], dest: str, effects: list[object]) -> dict[str, object]:
+        return {"kind": "step", "node": 1, "epoch": 26, "seq": 0, "machine": "membership", "trigger": "peer_ahead",
+                "args": args, "source": "Stable", "dest": dest, "outcome": "", "effects": effects}
+
+    spec = make_membership_spec(3)
+    halted = LiveMachine(spec, spec.record(state="Stable", **trace._record_values(spec, values)))
+    halt_effects = [e.as_dict() for e in halted.step("peer_ahead", node=0, epoch=27)]
+    _, problems = trace.replay([built, step({"node": 0, "epoch": 26}, "Halted", halt_effects)])
+    assert any("peer_ahead leads to Stable, the log says Halted" in p for p in problems), problems
+    assert trace.replay([built, step({"node": 0, "epoch": 26}, "Stable", [])]) == (1, [])
+    assert trace.replay([built, step({"node": 0, "epoch": 27}, "Halted", halt_effects)]) == (1, [])
+    _, old = trace.replay([built, step({"node": 0}, "Halted", halt_effects)])
+    assert any("peer_ahead is not legal here" in p for p in old), old
