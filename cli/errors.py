@@ -49,3 +49,7 @@ class MonitorError(WolfpackError):
 
 class DeviceError(WolfpackError):
     """A shared disk (reservation device) refused a command, failed, or could not be reached (``wolfpack.hw``)."""
+
+
+class FencingError(WolfpackError):
+    """A fence device (STONITH) is misconfigured, or could not fence a node (``wolfpack.runtime.fencing``)."""

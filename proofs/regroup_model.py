@@ -76,8 +76,8 @@ from wolfpack.spec.quorum import QuorumKind
 #: what a node keeps on disk across a crash (the simulator's ``DURABLE["membership"]``)
 DURABLE = ("epoch", "round", "acked")
 #: the environment's events at a node; the disk's come from the arbitration machine (disk quorum only)
-LOCAL = ("boot", "shutdown", "suspect", "peer_back", "peer_ahead", "database_unavailable", "collect_elapsed",
-         "install_wait_elapsed")
+LOCAL = ("boot", "shutdown", "suspect", "peer_back", "peer_ahead", "clock_gap", "database_unavailable",
+         "collect_elapsed", "install_wait_elapsed")
 DISK_EVENTS = ("disk_won", "disk_lost", "disk_epoch")
 #: the membership machine's command that writes a round's epoch on the disk it holds
 RECORD = ("command", "record_epoch")

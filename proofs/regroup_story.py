@@ -136,6 +136,9 @@ def timeline(replay: Replay, net: NetworkModel) -> Timeline:
                 tl.deviations.append(f"step {step}: node {a.node} hears node {a.args['node']} at a newer epoch "
                                      "(peer_ahead) whatever their epochs; the simulator's heartbeats carry the real "
                                      "one")
+            elif a.trigger == "clock_gap":
+                tl.deviations.append(f"step {step}: node {a.node} finds its clock jumped (clock_gap): the story "
+                                     "does not stall nodes")
             elif a.trigger == "database_unavailable":
                 tl.deviations.append(f"step {step}: node {a.node} cannot load its sponsor's database "
                                      "(database_unavailable); the simulator says so only when the sponsor is down")

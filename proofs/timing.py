@@ -8,8 +8,9 @@ over the reals for every jitter in that range, and names a violated one with
 its numbers.
 
 The configuration is a TOML file with the keys of :data:`VARIABLES` (all
-optional, integers, milliseconds unless the name says otherwise); missing
-keys take Wolfpack's defaults.  Loading and the plain arithmetic check
+optional, integers, milliseconds unless the name says otherwise), or a
+``wolfpackd`` node file, whose ``[timing]`` table is read; missing keys take
+Wolfpack's defaults.  Loading and the plain arithmetic check
 (:func:`check`) need no z3, so the daemon can check its configuration at
 start without importing the proof engine.
 """
@@ -56,31 +57,37 @@ VARIABLES: tuple[Variable, ...] = (
              "before a node halts", lo=1),
     Variable("disk_takeover_wait_ms", d.DISK_TAKEOVER_WAIT_MS, "disk quorum: survivors' wait before taking over "
              "the groups of nodes left out"),
+    Variable("lease_ms", d.LEASE_MS, "how long a node's resources may run after it last heard a quorum (the lease "
+             "its monitors enforce)", lo=1),
+    Variable("lease_kill_ms", d.LEASE_KILL_MS, "the monitors' bound from the end of a lease to every resource's "
+             "processes gone (measured and reported at each lapse)", lo=1),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
 
 
+Products = tuple[tuple[str, ...], ...]  # a sum of products of variable names
+
+
 @dataclass(frozen=True)
 class Obligation:
-    """``sum of products of lhs`` (< or <=) ``rhs``; the jitter, if it appears, ranges over [0, jitter_ms]."""
+    """``sum of products of lhs`` (< or <=) ``sum of products of rhs`` (or one variable); the jitter, if it
+    appears, ranges over [0, jitter_ms]."""
 
     name: str
-    lhs: tuple[tuple[str, ...], ...]  # a sum of products of variable names
+    lhs: Products
     op: str  # "<" or "<="
-    rhs: str
+    rhs: str | Products
     why: str
 
+    @property
+    def right(self) -> Products:
+        return ((self.rhs,),) if isinstance(self.rhs, str) else self.rhs
+
     def text(self) -> str:
-        return " + ".join(" * ".join(p) for p in self.lhs) + f" {self.op} {self.rhs}"
+        return _sum_text(self.lhs) + f" {self.op} " + _sum_text(self.right)
 
     def values(self, config: Mapping[str, int]) -> tuple[int, int]:
-        left = 0
-        for product in self.lhs:
-            term = 1
-            for name in product:
-                term *= config[name]
-            left += term
-        return left, config[self.rhs]
+        return _sum(self.lhs, config), _sum(self.right, config)
 
     def holds(self, config: Mapping[str, int]) -> bool:
         left, right = self.values(config)
@@ -88,18 +95,72 @@ class Obligation:
 
     def numbers(self, config: Mapping[str, int]) -> str:
         left, right = self.values(config)
-        terms = " + ".join(" * ".join(str(config[n]) for n in p) for p in self.lhs)
-        shown = f"{terms} = {left}" if len(self.lhs) > 1 or len(self.lhs[0]) > 1 else terms
         verdict = "holds" if self.holds(config) else "VIOLATED"
-        return f"{shown} {self.op} {right} ({verdict}, slack {right - left} ms)"
+        return f"{_shown(self.lhs, config)} {self.op} {_shown(self.right, config)} ({verdict}, slack {right - left} ms)"
+
+    def remedy(self, config: Mapping[str, int]) -> str:
+        """Which settings to change, and to what, for a violated obligation: a variable that appears once, alone
+        in its term, can be raised on the right or lowered on the left (each alone, the others kept)."""
+        left, right = self.values(config)
+        short = left - right + (1 if self.op == "<" else 0)
+        if short <= 0:
+            return ""
+        uses = [name for product in (*self.lhs, *self.right) for name in product]
+        options = []
+        for product in self.right:
+            if len(product) == 1 and uses.count(product[0]) == 1:
+                name = product[0]
+                options.append(f"raise {name} (timing.{name} in a node file) to at least {config[name] + short}")
+        for product in self.lhs:
+            if (len(product) == 1 and uses.count(product[0]) == 1
+                    and config[product[0]] - short >= BY_NAME[product[0]].lo):
+                name = product[0]
+                options.append(f"lower {name} (timing.{name}) to at most {config[name] - short}")
+        return "to fix it, " + ", or ".join(dict.fromkeys(options)) if options else ""
+
+
+def _sum_text(products: Products) -> str:
+    return " + ".join(" * ".join(p) for p in products)
+
+
+def _sum(products: Products, config: Mapping[str, int]) -> int:
+    total = 0
+    for product in products:
+        term = 1
+        for name in product:
+            term *= config[name]
+        total += term
+    return total
+
+
+def _shown(products: Products, config: Mapping[str, int]) -> str:
+    terms = " + ".join(" * ".join(str(config[n]) for n in p) for p in products)
+    return f"{terms} = {_sum(products, config)}" if len(products) > 1 or len(products[0]) > 1 else terms
 
 
 OBLIGATIONS: tuple[Obligation, ...] = (
-    Obligation("minority_halts_before_takeover",
-               (("regroup_max_rounds", "regroup_stage_ms"), ("regroup_max_rounds", "regroup_stage_ms"),
-                ("jitter_ms",)), "<", "takeover_wait_ms",
-               "a node left out of the membership halts (every round of collecting and waiting for a proposal "
-               "spent) before the survivors, who detected the failure no earlier, bring its groups online"),
+    Obligation("lease_outlasts_its_renewal",
+               (("heartbeat_period_ms",), ("heartbeat_period_ms",), ("jitter_ms",)), "<", "lease_ms",
+               "a member renews its lease every heartbeat period, from a quorum's heartbeats at most a period old, "
+               "late by up to the jitter: a healthy member's lease never lapses"),
+    Obligation("stalled_owner_stops_before_takeover",
+               (("lease_ms",), ("lease_kill_ms",), ("heartbeat_period_ms",), ("heartbeat_period_ms",)), "<",
+               (("heartbeat_period_ms", "missed_heartbeats"), ("regroup_stage_ms",), ("takeover_wait_ms",)),
+               "a node that stops (stalled, deadlocked, paused) or stops hearing a quorum at t renewed its lease for "
+               "no later than t + lease_ms, and its monitors stop its resources within lease_kill_ms; the others "
+               "heard its last heartbeat after t - heartbeat_period_ms, suspect it at the threshold's tick (no "
+               "sooner than (missed_heartbeats - 1) periods after that heartbeat), regroup for a stage and wait "
+               "the take-over wait before they start its groups"),
+    Obligation("left_out_member_stops_before_takeover",
+               (("heartbeat_period_ms",), ("lease_kill_ms",)), "<", "takeover_wait_ms",
+               "a member left out of a membership that still hears the others (a one-way or transport-only cut) "
+               "gets the new epoch in the first heartbeat after the install (sent out of turn, or a period later "
+               "if that one is lost); its heartbeat thread revokes its lease at once and its monitors stop its "
+               "resources within lease_kill_ms, before the survivors start them"),
+    Obligation("stalled_owner_stops_before_disk_takeover",
+               (("lease_ms",), ("lease_kill_ms",), ("heartbeat_period_ms",), ("heartbeat_period_ms",)), "<",
+               (("heartbeat_period_ms", "missed_heartbeats"), ("regroup_stage_ms",), ("disk_takeover_wait_ms",)),
+               "stalled_owner_stops_before_takeover under disk quorum"),
     Obligation("detection_before_arbitration",
                (("heartbeat_period_ms", "missed_heartbeats"), ("jitter_ms",)), "<", "quorum_arbitration_wait_ms",
                "a failed node is suspected before the survivors arbitrate for the quorum"),
@@ -159,9 +220,14 @@ def load(path: Path) -> dict[str, int]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}; give an existing TOML file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from exc
+    if any(isinstance(v, dict) for v in data.values()):  # a wolfpackd node file: its [timing] table
+        data = data.get("timing", {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: [timing] must be a table of timing keys")
     return parse(data, str(path))
 
 
 def check(config: Mapping[str, int]) -> list[str]:
     """The violated obligations, each with its inequality and numbers (plain arithmetic, no z3)."""
-    return [f"{o.name}: {o.text()}: {o.numbers(config)}" for o in OBLIGATIONS if not o.holds(config)]
+    return [f"{o.name}: {o.text()}: {o.numbers(config)}" + (f"; {o.remedy(config)}" if o.remedy(config) else "")
+            for o in OBLIGATIONS if not o.holds(config)]

@@ -13,21 +13,25 @@ from collections.abc import Mapping
 import z3
 
 from wolfpack.proofs.results import FAILED, PROVED, Result
-from wolfpack.proofs.timing import OBLIGATIONS, Obligation
+from wolfpack.proofs.timing import OBLIGATIONS, Obligation, Products
 
 JITTER = "jitter_ms"
 MACHINE = "timing"
 
 
-def _linear(o: Obligation, config: Mapping[str, int], jitter: z3.ArithRef) -> tuple[z3.ArithRef, z3.ArithRef]:
+def _terms(products: Products, config: Mapping[str, int], jitter: z3.ArithRef) -> z3.ArithRef:
     terms = []
-    for product in o.lhs:
+    for product in products:
         factor = 1
         for name in product:
             if name != JITTER:
                 factor *= config[name]
         terms.append(factor * jitter if JITTER in product else z3.RealVal(factor))
-    return z3.Sum(*terms), z3.RealVal(config[o.rhs])
+    return z3.Sum(*terms) if len(terms) > 1 else terms[0]
+
+
+def _linear(o: Obligation, config: Mapping[str, int], jitter: z3.ArithRef) -> tuple[z3.ArithRef, z3.ArithRef]:
+    return _terms(o.lhs, config, jitter), _terms(o.right, config, jitter)
 
 
 def prove(o: Obligation, config: Mapping[str, int]) -> Result:
@@ -40,14 +44,16 @@ def prove(o: Obligation, config: Mapping[str, int]) -> Result:
     answer = solver.check()
     elapsed = time.perf_counter() - started
     numbers = f"{o.text()}: {o.numbers(config)}"
-    uses_jitter = any(JITTER in p for p in o.lhs)
+    uses_jitter = any(JITTER in p for p in (*o.lhs, *o.right))
     if answer == z3.unsat:
         scope = f" for every jitter in [0, {config[JITTER]}] ms" if uses_jitter else ""
         return Result(MACHINE, o.name, "lra", PROVED, elapsed, f"{numbers}{scope}")
     where = ""
     if answer == z3.sat and uses_jitter:
         where = f"; breaks at jitter = {solver.model().eval(jitter)} ms"
-    return Result(MACHINE, o.name, "lra", FAILED, elapsed, f"{numbers}{where}; {o.why}")
+    remedy = o.remedy(config)
+    return Result(MACHINE, o.name, "lra", FAILED, elapsed, f"{numbers}{where}; {o.why}" + (f"; {remedy}" if remedy
+                                                                                           else ""))
 
 
 def prove_all(config: Mapping[str, int]) -> list[Result]:

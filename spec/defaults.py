@@ -147,7 +147,26 @@ DISK_REGROUP_WINDOW_MS = 15 * SECOND
 DISK_TAKEOVER_WAIT_MS = 14 * SECOND
 
 #: How long the survivors of a regroup wait before they bring the groups of the
-#: nodes left out online: those nodes halt within their own regroup rounds
-#: (timing obligation minority_halts_before_takeover).  Wolfpack default,
-#: the counterpart of MSCS's challenge window (O6).
+#: nodes left out online: by then those nodes' resources are stopped, by the
+#: lease their monitors enforce (timing obligations
+#: stalled_owner_stops_before_takeover, left_out_member_stops_before_takeover).
+#: Wolfpack default, the counterpart of MSCS's challenge window (O6).
 TAKEOVER_WAIT_MS = 700 * MS
+
+# --- the lease the resource monitors enforce -----------------------------------
+
+#: How long a node's resources may run after the node last heard a quorum of its
+#: membership (its daemon renews the lease every heartbeat period while it is a
+#: member of a quorate membership; a stalled, deadlocked or isolated daemon does
+#: not, and its monitors terminate every resource when the lease lapses).
+#: Wolfpack default: two heartbeat periods and the jitter, with room to spare
+#: (timing obligation lease_outlasts_its_renewal).
+LEASE_MS = 500 * MS
+
+#: The monitors' bound from the end of a lease (lapsed, or revoked by the
+#: heartbeat thread) to the last process of every resource gone; the monitors
+#: measure it at each lapse and report it.  Wolfpack default.
+LEASE_KILL_MS = 150 * MS
+
+#: How often a monitor looks at the lease (part of LEASE_KILL_MS).  Wolfpack default.
+LEASE_POLL_MS = 10 * MS

@@ -357,6 +357,18 @@ def make_membership_spec(n: int) -> Spec:
                    effects=(cancel_wait, load, installed, disk_not_needed),
                    doc="the proposal this node accepted is committed: install it"),
         Transition("commit", (ACCEPTED,), None, guard=commit_stale, doc="not the proposal this node accepted"),
+        Transition("commit", (PROPOSING,), COLLECTING,
+                   guard=named("a_rival_committed", lambda r, e: And(e.round >= r.round, e.src != r.me)),
+                   update=lambda r, e: {**start_round(r, If(e.round > r.round, e.round, r.round) + 1), "attempts": 1},
+                   effects=(cancel_wait, *COLLECT),
+                   doc="another coordinator of this round (one that did not hear this node, decision 21) committed "
+                       "its proposal: a node accepts one proposal per round, so this node's cannot be committed, "
+                       "and the committed set may well include this node; start the next round at once, which the "
+                       "members join, instead of waiting out the proposal and halting (found by the whole-cluster "
+                       "test's check that a healthy majority never halts itself)"),
+        Transition("commit", (PROPOSING,), None,
+                   guard=named("an_old_commit", lambda r, e: Or(e.round < r.round, e.src == r.me)),
+                   doc="the commit of an older round"),
         # nothing heard in time
         Transition("install_wait_elapsed", (COLLECTING, PROPOSING, ACCEPTED), COLLECTING, guard=rounds_left,
                    update=lambda r, e: start_round(r, r.round + 1), effects=REGROUP,
@@ -416,13 +428,21 @@ def make_membership_spec(n: int) -> Spec:
         Transition("peer_ahead", (STABLE,), HALTED, guard=named("peer_is_ahead", lambda r, e: e.epoch > r.epoch),
                    update=lambda r, e: halt_update, effects=(halt,),
                    doc="a node's heartbeats carry a newer epoch than the one installed here: a membership was "
-                       "committed without this node hearing of it, and it may leave this node out (the others "
-                       "take its groups over after the take-over wait): halt at once (N4)"),
+                       "committed without this node hearing of it (a Stable node sent no status for that round, so "
+                       "it is not in its proposal), and the others take its groups over after the take-over wait: "
+                       "halt at once (N4); the heartbeat thread has revoked the lease already if the heartbeat's "
+                       "members leave this node out"),
         Transition("peer_ahead", (STABLE,), None,
                    guard=named("installed_since", lambda r, e: e.epoch <= r.epoch),
                    doc="the report is about an epoch this node has installed since: the heartbeat that carried it "
                        "arrived while this node was still in the round (in the daemon the report crosses from the "
                        "timer thread to the node's loop, which may install the epoch in between): nothing to do"),
+        Transition("clock_gap", RUNNING, HALTED, update=lambda r, e: halt_update,
+                   effects=(cancel_collect, cancel_wait, halt),
+                   doc="this node's own clock jumped further than the suspicion bound between two of its steps: it "
+                       "was stalled (stopped, a paused VM, starved), the others may have left it out and taken its "
+                       "groups: halt before handling anything that waited (its lease has lapsed already, and its "
+                       "monitors stopped its resources)"),
         Transition("exit", (STABLE,), COLLECTING, update=lambda r, e: suspecting(r, e.src), effects=REGROUP,
                    doc="a member left on purpose: install the membership without it at once"),
         Transition("exit", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.src, True)},
@@ -439,14 +459,18 @@ def make_membership_spec(n: int) -> Spec:
         Ignore("collect_elapsed", (DOWN, PROPOSING, ACCEPTED, STABLE, HALTED), "a late timer"),
         Ignore("install", (DOWN, HALTED), "not taking part"),
         Ignore("ack", (DOWN, COLLECTING, ACCEPTED, STABLE, HALTED), "not proposing"),
-        Ignore("commit", (DOWN, COLLECTING, PROPOSING, STABLE, HALTED), "not waiting for a commit"),
+        Ignore("commit", (DOWN, COLLECTING, STABLE, HALTED), "not waiting for a commit"),
         Ignore("install_wait_elapsed", (DOWN, STABLE, HALTED), "a late timer"),
         Ignore("disk_won", (DOWN, HALTED), "not taking part"),
         Ignore("disk_epoch", (DOWN, HALTED), "not taking part: the next boot reads the disk again"),
         Ignore("shutdown", (DOWN,), "already down"),
         Ignore("exit", (DOWN, HALTED), "not a member"),
         Ignore("database_unavailable", (*IN_ROUND, DOWN, HALTED), "a later round, or a halt, came first"),
-        Ignore("peer_ahead", (*IN_ROUND, DOWN, HALTED), "in a round, or out: the round (or the next join) settles it"),
+        Ignore("clock_gap", (DOWN, HALTED), "out of the cluster: nothing to stop"),
+        Ignore("peer_ahead", (*IN_ROUND, DOWN, HALTED), "in a round, or out: the round (or the next join) settles it "
+               "(a node in a round may be in the newer membership without having accepted it yet: a commit needs a "
+               "quorum's acknowledgements, not all); the heartbeat thread revokes the lease if the heartbeat's "
+               "members leave this node out"),
     )
 
     node_arg = Arg("node", 0, n, "node id", hi_max=n)
@@ -475,6 +499,7 @@ def make_membership_spec(n: int) -> Spec:
         Event("shutdown", "planned stop of this node"),
         Event("exit", "message: a member leaves on purpose (ClusterExit)", (src,)),
         Event("database_unavailable", "the shell could not load the sponsor's database that load_database asked for"),
+        Event("clock_gap", "the node's clock jumped past the suspicion bound since its last step (it was stalled)"),
         Event("peer_ahead", "heartbeats from a node that installed a newer epoch than this node",
               (node_arg, Arg("epoch", 0, None, "the epoch the node's heartbeats carry", hi_max=3))),
     )

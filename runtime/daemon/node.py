@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,10 +96,19 @@ class DaemonNode(MachineHost):
         self.on_group_offline: Callable[[str], None] = lambda machine: None
         #: told when the membership machine halts
         self.on_halted: Callable[[], None] = lambda: None
-        #: told the epoch the membership machine installs (the heartbeats carry it)
-        self.on_installed: Callable[[int], None] = lambda epoch: None
+        #: told when the membership machine leaves the cluster (Halted or Down), with that state
+        self.on_left: Callable[[str], None] = lambda state: None
+        #: told the epoch and the members the membership machine installs (the heartbeats carry them)
+        self.on_installed: Callable[[int, list[int]], None] = lambda epoch, members: None
         #: names of the reports the machines made since the last clear (e.g. the failover's move_refused)
         self.reports: list[str] = []
+        timing = config.timing
+        #: a gap in this node's own clock longer than this (the suspicion bound) means it was stalled
+        self.gap_bound_s = timing["heartbeat_period_ms"] * timing["missed_heartbeats"] / 1000
+        self._alive_at = time.monotonic()
+        self._gap = 0.0
+        #: the stalls this node woke from: (seconds, when)
+        self.stalls: list[tuple[float, float]] = []
         self.build()
 
     # -- building the machines ------------------------------------------------------------
@@ -162,6 +172,9 @@ class DaemonNode(MachineHost):
             live = self.machines[machine]
             self.state.update(machine, {f: _json_value(getattr(live.record, f)) for f in fields})
         self._tell(machine, record)
+        if (machine == "membership" and record.get("dest") in ("Halted", "Down")
+                and record.get("source") not in ("Halted", "Down")):
+            self.on_left(str(record["dest"]))
         if machine == "membership" and record.get("dest") == "Halted" and record.get("source") != "Halted":
             self.on_halted()
         if (machine.startswith("group") and record.get("dest") in ("Offline", "Failed")
@@ -204,7 +217,8 @@ class DaemonNode(MachineHost):
         del self.reports[:-64]
         if machine == "membership" and report.name == "installed":
             # the wire membership.installed -> heartbeat.epoch_installed, to the C timer (no heartbeat machine here)
-            self.on_installed(int(report.args["epoch"]))
+            self.on_installed(int(report.args["epoch"]),
+                              [k for k in range(self.n) if report.args.get(f"m{k}")])
         return self.app.route(machine, report)
 
     def command(self, machine: str, effect: Emitted) -> None:
@@ -234,15 +248,42 @@ class DaemonNode(MachineHost):
         super().resume(first)
 
     async def run(self) -> None:
-        """The node's one task: take the queued actions one by one, never while suspended."""
+        """The node's one task: take the queued actions one by one, never while suspended.  Before each, the node
+        looks at its own clock: after a gap longer than the suspicion bound it was stalled, and it halts before it
+        handles anything that waited (the others may have taken its groups over)."""
+        self._watch_clock()
         while True:
             action = await self.queue.get()
             await self._resumed.wait()
+            self._check_clock()
             try:
                 action()
             except Exception:
                 log.exception("node %d: an action failed; the node halts its cluster role (fail safe)", self.node_id)
                 self.fail_safe()
+            self._alive_at = time.monotonic()
+
+    def _watch_clock(self) -> None:
+        """Every heartbeat period, in the loop: remember the longest gap since the last look."""
+        now = time.monotonic()
+        self._gap = max(self._gap, now - self._alive_at)
+        self._alive_at = now
+        if not self.stopped:
+            asyncio.get_running_loop().call_later(self.config.timing["heartbeat_period_ms"] / 1000,
+                                                  self._watch_clock)
+
+    def _check_clock(self) -> None:
+        gap = max(self._gap, time.monotonic() - self._alive_at)
+        self._gap = 0.0
+        if gap <= self.gap_bound_s:
+            return
+        self.stalls.append((gap, time.time()))
+        del self.stalls[:-16]
+        membership = self.machines["membership"].state
+        log.warning("node %d: its clock jumped %.0f ms since its last step (more than the suspicion bound of %.0f ms): "
+                    "it was stalled%s", self.node_id, gap * 1000, self.gap_bound_s * 1000,
+                    "; it halts before it handles anything else" if membership not in ("Down", "Halted") else "")
+        self.feed("membership", "clock_gap")
 
     def fail_safe(self) -> None:
         """Stop every resource and leave the cluster's work (an internal error must not leave them running)."""

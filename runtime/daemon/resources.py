@@ -47,12 +47,14 @@ class Binding:
 
 class ResourceBridge:
     def __init__(self, run_dir: Path, post: Post, feed: Feed, *, spawn: Callable[[Any], None],
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, lease: Path | None = None, lease_kill_ms: int = 0) -> None:
         self.run_dir = run_dir
         self._post = post
         self._feed = feed
         self._spawn = spawn  # starts a coroutine in the daemon's task group
         self._env = dict(env or {})
+        self._lease = lease
+        self._lease_kill_ms = lease_kill_ms
         self.monitors: dict[str, MonitorClient] = {}
         self.bindings: dict[str, Binding] = {}  # by machine name
         self._by_resource: dict[str, str] = {}  # resource id -> machine name
@@ -65,7 +67,8 @@ class ResourceBridge:
     async def _monitor(self, name: str) -> MonitorClient:
         client = self.monitors.get(name)
         if client is None:
-            client = MonitorClient(name, self.run_dir, env=self._env)
+            client = MonitorClient(name, self.run_dir, env=self._env, lease=self._lease,
+                                   lease_kill_ms=self._lease_kill_ms)
             self.monitors[name] = client
             await client.start()
             self._spawn(self._pump(client))
@@ -165,6 +168,12 @@ class ResourceBridge:
                 if op.endswith("failed") or op == "pending_timeout":
                     log.warning("resource %s: %s (%s)", binding.resource, op, message.get("detail", ""))
                 self._post(_feeding(self._feed, machine, str(op)))
+            elif op == "lease_lapsed":
+                log.warning("lease %s: monitor %s terminated %s in %s ms from the end of the lease (bound %s ms%s)",
+                            message.get("why"), client.name, ", ".join(message.get("resources", [])),
+                            message.get("took_ms"), message.get("bound_ms"),
+                            "" if message.get("within_bound") else ", EXCEEDED: raise timing.lease_kill_ms or make "
+                            "these resources stop faster")
             elif op == "monitor_restarted":
                 log.warning("monitor %s restarted; re-opened %s, polling again %s", message.get("monitor"),
                             message.get("reopened"), message.get("watching"))
@@ -178,7 +187,8 @@ class ResourceBridge:
 
     def state(self) -> dict[str, Any]:
         """What the admin API shows of the monitors."""
-        return {name: {"pid": c.pid, "resources": c.resources, "crashes": len(c.crashes)}
+        return {name: {"pid": c.pid, "resources": c.resources, "crashes": len(c.crashes),
+                       "lease_lapses": c.lapses[-4:]}
                 for name, c in self.monitors.items()}
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from wolfpack.runtime.daemon import catalog, operations
 from wolfpack.runtime.daemon.config import NodeConfig
+from wolfpack.runtime.daemon.lease import LeaseKeeper
 from wolfpack.runtime.daemon.node import DaemonNode
 from wolfpack.runtime.daemon.operations import AdminError
 from wolfpack.runtime.daemon.quorum_disk import QuorumDisk
@@ -67,6 +68,7 @@ class Service:
         self._booting: int | None = None  # the boot waiting to hear a majority's heartbeats
         self._told_waiting = False
         self.quorum_disk: QuorumDisk | None = None
+        self.lease: LeaseKeeper | None = None
 
     # -- assembly -----------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -132,6 +134,10 @@ class Service:
                          "arrived)", peer, epoch, self.heartbeat.epoch)
                 self.node.post(functools.partial(self._feed_membership, "peer_ahead", peer, epoch=epoch))
                 continue
+            if kind == "revoked":  # the timer thread revoked the lease itself: the monitors stop the resources
+                log.warning("heartbeat: node %d installed membership epoch %d without this node: this node's lease "
+                            "is revoked, its monitors stop its resources", peer, epoch)
+                continue
             event = "suspect" if kind == "suspect" else "peer_back"
             log.info("heartbeat: node %d %s", peer, "missed its beats on every network" if kind == "suspect"
                      else "is back")
@@ -139,11 +145,34 @@ class Service:
                 self.peers.redial(peer)
             self.node.post(functools.partial(self._feed_membership, event, peer))
 
-    def _epoch_installed(self, epoch: int) -> None:
-        """The membership machine installed ``epoch``: the heartbeats carry it (a peer that is left behind halts
-        on hearing it, N4); a timer started later begins at 0, as the heartbeat machine of a restarted node."""
+    def _epoch_installed(self, epoch: int, members: list[int]) -> None:
+        """The membership machine installed ``epoch``: the heartbeats carry it and its members (a peer that is left
+        behind halts on hearing it, N4, and its timer thread revokes its lease); a timer started later begins at 0,
+        as the heartbeat machine of a restarted node.  The lease is renewed at once (Online needs it)."""
         if self.heartbeat is not None:
-            self.heartbeat.set_epoch(epoch)
+            self.heartbeat.set_epoch(epoch, members)
+        if self.lease is not None:
+            self.lease.installed(epoch)
+            self._renew_lease()
+
+    def _renew_lease(self) -> None:
+        """Renew the lease if this node is a member of a quorate membership (see ``runtime/daemon/lease.py``)."""
+        if self.lease is None:
+            return
+        membership = self.node.machines["membership"]
+        vouches = self.heartbeat.vouches() if self.heartbeat is not None else {}
+        self.lease.renew(membership.state, self.node.machines["gum"].state == "Halted", int(membership.record.epoch),
+                         bool(getattr(membership.record, "holds_disk", False)), vouches)
+
+    def _lease_ticks(self) -> None:
+        """Every heartbeat period, in the loop: the lease is renewed only while the loop runs."""
+        try:
+            self._renew_lease()
+        except Exception:
+            log.exception("the lease could not be renewed; it lapses and the monitors stop the resources")
+        if not self._stop.is_set():
+            asyncio.get_running_loop().call_later(self.config.timing["heartbeat_period_ms"] / 1000,
+                                                  self._lease_ticks)
 
     def _feed_membership(self, event: str, peer: int, **args: int) -> None:
         if self.node.machines["membership"].state != "Down":
@@ -260,7 +289,8 @@ class Service:
         self.heartbeat = HeartbeatTimer(self.me, cfg.key, list(cfg.me.heartbeat),
                                         peers={e.id: list(e.heartbeat) for e in cfg.nodes if e.id != self.me},
                                         period_ms=timing["heartbeat_period_ms"],
-                                        missed_threshold=timing["missed_heartbeats"])
+                                        missed_threshold=timing["missed_heartbeats"],
+                                        lease=self.lease.path if self.lease is not None else None)
         asyncio.get_running_loop().add_reader(self.heartbeat.fileno(), self._on_heartbeat)
         self.heartbeat.start()
 
@@ -369,8 +399,12 @@ class Service:
             self._tasks = await stack.enter_async_context(asyncio.TaskGroup())
             node_env = {"WOLFPACK_NODE_ID": str(self.me), "WOLFPACK_CLUSTER_NAME": str(self.config["cluster.name"]),
                         "WOLFPACK_INITIATOR": self.config.initiator}
+            timing = self.config.timing
+            self.lease = LeaseKeeper(self.config.run_dir / "lease", self.me, len(self.config.nodes),
+                                     str(self.config["cluster.quorum"]), timing["lease_ms"])
+            stack.callback(self.lease.close)
             self.bridge = ResourceBridge(self.config.run_dir, self.node.post, self.node.feed, spawn=self._spawn,
-                                         env=node_env)
+                                         env=node_env, lease=self.lease.path, lease_kill_ms=timing["lease_kill_ms"])
             self.rpc = Rpc(self._send, self._rpc_handlers(), self._spawn)
             cfg = self.config
             self.peers = await stack.enter_async_context(PeerManager(
@@ -384,6 +418,8 @@ class Service:
             stack.push_async_callback(self.bridge.shutdown)
             self.node.on_group_offline = self._after_offline
             self.node.on_halted = self._halted
+            self.node.on_left = lambda state: self.lease.end(
+                "this node halted" if state == "Halted" else "this node left the cluster") if self.lease else None
             self.node.on_installed = self._epoch_installed
             for info in catalog.groups(self.hive).values():
                 self._bind_group(info)
@@ -394,6 +430,7 @@ class Service:
             url_file.parent.mkdir(parents=True, exist_ok=True)
             url_file.write_text(f"http://{_host(self.admin_address[0])}:{self.admin_address[1]}\n")
             node_task = self._tasks.create_task(self.node.run())
+            self._lease_ticks()
             if cfg["node.join"]:
                 self.node.post(self.boot)
             log.info("node %d of cluster %r: transport %s, admin API http://%s:%d, data %s", self.me,

@@ -33,14 +33,18 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #define HB_MAGIC "WPHB"
-#define HB_VERSION 2
-#define HB_HEADER_LEN 31 /* magic 4, version 1, node id 2, incarnation 8, sequence 8, epoch 8 */
+#define HB_VERSION 3
+#define HB_AGE_SLOTS 64   /* node ids the members and ages cover */
+#define HB_AGE_NEVER 0xFFFF
+/* magic 4, version 1, node id 2, incarnation 8, sequence 8, epoch 8, members 8, ages 64 x 2 */
+#define HB_HEADER_LEN (39 + 2 * HB_AGE_SLOTS)
 #define HB_MAC_LEN 16
 #define HB_DATAGRAM_LEN (HB_HEADER_LEN + HB_MAC_LEN)
 #define HB_MAX_NETWORKS 8
@@ -48,6 +52,9 @@
 #define HB_LATENESS_RING 4096 /* recent send lateness samples kept */
 #define HB_EVENT_CAP 1024     /* queued events before the oldest are dropped */
 #define HB_RECV_BURST 64      /* datagrams read per socket per wake-up, so a flood cannot starve the timer */
+#define HB_LEASE_MAGIC "WPLEASE1" /* runtime/monitor/lease.py: the page the monitors enforce */
+#define HB_LEASE_SIZE 64
+#define HB_LEASE_REVOKED 16 /* offset of the int64 "revoked" field */
 
 /* ------------------------------------------------------------------ */
 /* SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104)                     */
@@ -194,7 +201,8 @@ static uint64_t get_u64(const uint8_t *p)
 }
 
 static void hb_encode(const uint8_t mac_key[32], uint16_t node, uint64_t incarnation, uint64_t seq,
-                      uint64_t epoch, uint8_t out[HB_DATAGRAM_LEN])
+                      uint64_t epoch, uint64_t members, const uint16_t ages[HB_AGE_SLOTS],
+                      uint8_t out[HB_DATAGRAM_LEN])
 {
     uint8_t mac[32];
     memcpy(out, HB_MAGIC, 4);
@@ -204,6 +212,11 @@ static void hb_encode(const uint8_t mac_key[32], uint16_t node, uint64_t incarna
     put_u64(out + 7, incarnation);
     put_u64(out + 15, seq);
     put_u64(out + 23, epoch);
+    put_u64(out + 31, members);
+    for (int k = 0; k < HB_AGE_SLOTS; k++) {
+        out[39 + 2 * k] = (uint8_t)(ages[k] >> 8);
+        out[40 + 2 * k] = (uint8_t)ages[k];
+    }
     hmac_sha256(mac_key, 32, out, HB_HEADER_LEN, mac);
     memcpy(out + HB_HEADER_LEN, mac, HB_MAC_LEN);
 }
@@ -248,10 +261,13 @@ typedef struct {
     int64_t last_valid;  /* last valid heartbeat while alive, for the receive-gap figure; 0: none */
     int suspect;
     int ahead; /* reported at a newer epoch than this node's, since this node last installed one */
-    uint64_t epoch; /* the epoch its last valid heartbeat carried */
+    uint64_t epoch;        /* the epoch its last valid heartbeat carried */
+    uint64_t members;      /* ... and the members of that epoch */
+    int64_t vouched_at;    /* this node's clock: when the peer last heard this node (arrival - its age); 0: never */
+    uint64_t revoked_for;  /* the epoch this peer's heartbeats revoked the lease for (reported once) */
 } hb_peer;
 
-enum { EV_SUSPECT = 1, EV_BACK = 2, EV_AHEAD = 3 };
+enum { EV_SUSPECT = 1, EV_BACK = 2, EV_AHEAD = 3, EV_REVOKED = 4 };
 
 typedef struct {
     uint8_t kind;
@@ -284,12 +300,15 @@ typedef struct {
     /* owned by the thread */
     uint64_t seq;
     int timer_fd, stop_fd, kick_fd;
+    int lease_fd;             /* the lease page's file (borrowed), or -1 */
+    volatile int64_t *lease;  /* mapped while the thread runs */
     int64_t t0;
     pthread_t thread;
     int state;
     /* shared: guarded by lock */
     pthread_mutex_t lock;
-    uint64_t epoch; /* the membership epoch this node installed, sent with every heartbeat */
+    uint64_t epoch;   /* the membership epoch this node installed, sent with every heartbeat */
+    uint64_t members; /* ... and its members */
     hb_stats stats;
     uint32_t lateness_us[HB_LATENESS_RING];
     size_t lateness_count, lateness_next;
@@ -330,11 +349,25 @@ static void send_round(Engine *e, int64_t deadline, uint64_t skipped)
     uint64_t sent = 0, errors = 0;
     int64_t now = mono_ns();
     int64_t late = deadline >= 0 && now > deadline ? now - deadline : 0;
+    uint16_t ages[HB_AGE_SLOTS];
+    for (int k = 0; k < HB_AGE_SLOTS; k++)
+        ages[k] = k == e->node_id ? 0 : HB_AGE_NEVER;
     pthread_mutex_lock(&e->lock);
-    uint64_t epoch = e->epoch;
+    uint64_t epoch = e->epoch, members = e->members;
+    for (int p = 0; p < e->peer_count; p++) {
+        hb_peer *peer = &e->peers[p];
+        int64_t seen = 0;
+        for (int i = 0; i < e->network_count; i++)
+            if (peer->last_seen[i] > seen)
+                seen = peer->last_seen[i];
+        if (peer->id < HB_AGE_SLOTS && seen > 0) {
+            int64_t age = (now - seen) / 1000000;
+            ages[peer->id] = (uint16_t)(age < 0 ? 0 : age >= HB_AGE_NEVER ? HB_AGE_NEVER - 1 : age);
+        }
+    }
     pthread_mutex_unlock(&e->lock);
     for (int i = 0; i < e->network_count; i++) {
-        hb_encode(e->mac_key, e->node_id, e->incarnation, ++e->seq, epoch, datagram);
+        hb_encode(e->mac_key, e->node_id, e->incarnation, ++e->seq, epoch, members, ages, datagram);
         for (int p = 0; p < e->peer_count; p++) {
             hb_peer *peer = &e->peers[p];
             ssize_t n = sendto(e->fds[i], datagram, sizeof datagram, MSG_DONTWAIT,
@@ -399,7 +432,7 @@ static void accept_datagram(Engine *e, int net, const uint8_t *p, size_t n, int6
         e->stats.rejected_mac++;
         return;
     }
-    uint64_t incarnation = get_u64(p + 7), seq = get_u64(p + 15), epoch = get_u64(p + 23);
+    uint64_t incarnation = get_u64(p + 7), seq = get_u64(p + 15), epoch = get_u64(p + 23), members = get_u64(p + 31);
     if (peer->has_incarnation && incarnation == peer->incarnation) {
         if (seq <= peer->last_seq[net]) {
             e->stats.rejected_replay++;
@@ -431,9 +464,27 @@ static void accept_datagram(Engine *e, int net, const uint8_t *p, size_t n, int6
     }
     peer->last_valid = now;
     peer->epoch = epoch;
+    peer->members = members;
+    if (e->node_id < HB_AGE_SLOTS) {
+        const uint8_t *slot = p + 39 + 2 * e->node_id;
+        int64_t age = (int64_t)(slot[0] << 8 | slot[1]);
+        peer->vouched_at = age == HB_AGE_NEVER ? 0 : now - age * 1000000;
+    }
     if (epoch > e->epoch && !peer->ahead) {
         peer->ahead = 1;
         push_event(e, EV_AHEAD, peer->id, epoch);
+    }
+    /* A newer membership that leaves this node out: it is out, whatever its state (to be in a membership a node
+     * must be in its proposal, and one membership is committed per epoch).  Revoke the lease now, without the
+     * node's loop: the monitors stop the resources before the members take them over. */
+    if (epoch > e->epoch && e->node_id < HB_AGE_SLOTS && !(members >> e->node_id & 1) && peer->revoked_for < epoch) {
+        peer->revoked_for = epoch;
+        if (e->lease != NULL) {
+            volatile int64_t *revoked = e->lease + HB_LEASE_REVOKED / 8;
+            if (*revoked < (int64_t)epoch)
+                *revoked = (int64_t)epoch;
+        }
+        push_event(e, EV_REVOKED, peer->id, epoch);
     }
 }
 
@@ -616,14 +667,14 @@ fail:
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"node_id", "mac_key", "incarnation", "fds", "peers",
-                             "period_ns", "threshold", "notify_fd", NULL};
-    int node_id, threshold, notify_fd;
+                             "period_ns", "threshold", "notify_fd", "lease_fd", NULL};
+    int node_id, threshold, notify_fd, lease_fd = -1;
     Py_buffer key;
     unsigned long long incarnation;
     long long period_ns;
     PyObject *fds, *peers;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy*KOOLii:Engine", kwlist, &node_id, &key, &incarnation, &fds,
-                                     &peers, &period_ns, &threshold, &notify_fd))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy*KOOLii|i:Engine", kwlist, &node_id, &key, &incarnation, &fds,
+                                     &peers, &period_ns, &threshold, &notify_fd, &lease_fd))
         return NULL;
     Engine *e = (Engine *)type->tp_alloc(type, 0);
     if (e == NULL) {
@@ -631,6 +682,8 @@ static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     e->timer_fd = e->stop_fd = e->kick_fd = -1;
+    e->lease_fd = lease_fd;
+    e->lease = NULL;
     e->state = STATE_NEW;
     pthread_mutex_init(&e->lock, NULL);
     if (node_id < 0 || node_id > 65535 || key.len != 32 || period_ns < 1 || threshold < 1 || notify_fd < 0) {
@@ -692,6 +745,10 @@ static void engine_join(Engine *e)
     close(e->stop_fd);
     close(e->kick_fd);
     e->timer_fd = e->stop_fd = e->kick_fd = -1;
+    if (e->lease != NULL) {
+        munmap((void *)e->lease, HB_LEASE_SIZE);
+        e->lease = NULL;
+    }
 }
 
 static void Engine_dealloc(Engine *e)
@@ -713,6 +770,17 @@ static PyObject *Engine_start(Engine *e, PyObject *Py_UNUSED(ignored))
     e->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (e->timer_fd < 0 || e->stop_fd < 0 || e->kick_fd < 0)
         goto os_error;
+    if (e->lease_fd >= 0) {
+        void *page = mmap(NULL, HB_LEASE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, e->lease_fd, 0);
+        if (page == MAP_FAILED)
+            goto os_error;
+        if (memcmp(page, HB_LEASE_MAGIC, 8) != 0) {
+            munmap(page, HB_LEASE_SIZE);
+            errno = EINVAL;
+            goto os_error;
+        }
+        e->lease = page;
+    }
     e->t0 = mono_ns();
     for (int p = 0; p < e->peer_count; p++)
         e->peers[p].alive_since = e->t0;
@@ -740,6 +808,10 @@ os_error:
     if (e->kick_fd >= 0)
         close(e->kick_fd);
     e->timer_fd = e->stop_fd = e->kick_fd = -1;
+    if (e->lease != NULL) {
+        munmap((void *)e->lease, HB_LEASE_SIZE);
+        e->lease = NULL;
+    }
     return NULL;
 }
 
@@ -751,14 +823,15 @@ static PyObject *Engine_stop(Engine *e, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-static PyObject *Engine_set_epoch(Engine *e, PyObject *arg)
+static PyObject *Engine_set_epoch(Engine *e, PyObject *args)
 {
-    unsigned long long epoch = PyLong_AsUnsignedLongLong(arg);
-    if (epoch == (unsigned long long)-1 && PyErr_Occurred())
+    unsigned long long epoch, members = 0;
+    if (!PyArg_ParseTuple(args, "K|K:set_epoch", &epoch, &members))
         return NULL;
     pthread_mutex_lock(&e->lock);
-    int changed = e->epoch != epoch;
+    int changed = e->epoch != epoch || e->members != members;
     e->epoch = epoch;
+    e->members = members;
     for (int p = 0; p < e->peer_count; p++)
         e->peers[p].ahead = 0;
     pthread_mutex_unlock(&e->lock);
@@ -784,7 +857,10 @@ static PyObject *Engine_read_events(Engine *e, PyObject *Py_UNUSED(ignored))
     if (list == NULL)
         return NULL;
     for (size_t k = 0; k < count; k++) {
-        const char *kind = copy[k].kind == EV_SUSPECT ? "suspect" : copy[k].kind == EV_BACK ? "back" : "ahead";
+        const char *kind = copy[k].kind == EV_SUSPECT  ? "suspect"
+                           : copy[k].kind == EV_BACK   ? "back"
+                           : copy[k].kind == EV_AHEAD  ? "ahead"
+                                                       : "revoked";
         PyObject *item = Py_BuildValue("(siK)", kind, (int)copy[k].peer, (unsigned long long)copy[k].epoch);
         if (item == NULL) {
             Py_DECREF(list);
@@ -827,6 +903,30 @@ static PyObject *Engine_last_seen(Engine *e, PyObject *Py_UNUSED(ignored))
 fail:
     Py_DECREF(result);
     return NULL;
+}
+
+static PyObject *Engine_vouches(Engine *e, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    for (int p = 0; p < e->peer_count; p++) {
+        pthread_mutex_lock(&e->lock);
+        int64_t at = e->peers[p].vouched_at;
+        unsigned long long epoch = e->peers[p].epoch, members = e->peers[p].members;
+        pthread_mutex_unlock(&e->lock);
+        PyObject *key = PyLong_FromLong(e->peers[p].id);
+        PyObject *value = at > 0 ? Py_BuildValue("(LKK)", (long long)at, epoch, members)
+                                 : Py_BuildValue("(OKK)", Py_None, epoch, members);
+        int rc = key == NULL || value == NULL ? -1 : PyDict_SetItem(result, key, value);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (rc < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+    }
+    return result;
 }
 
 static PyObject *Engine_epochs(Engine *e, PyObject *Py_UNUSED(ignored))
@@ -902,10 +1002,13 @@ static PyObject *Engine_recent_lateness_us(Engine *e, PyObject *Py_UNUSED(ignore
 static PyMethodDef Engine_methods[] = {
     {"start", (PyCFunction)Engine_start, METH_NOARGS, "Start the thread; it sends its first heartbeat at once."},
     {"stop", (PyCFunction)Engine_stop, METH_NOARGS, "Stop the thread and wait for it; idempotent."},
-    {"set_epoch", (PyCFunction)Engine_set_epoch, METH_O,
-     "The membership epoch this node installed: sent from now on; peers are reported ahead of it anew."},
+    {"set_epoch", (PyCFunction)Engine_set_epoch, METH_VARARGS,
+     "set_epoch(epoch, members=0): the membership this node installed (its members as a bit mask): sent from "
+     "now on; peers are reported ahead of it anew."},
     {"read_events", (PyCFunction)Engine_read_events, METH_NOARGS, "Drain the queued (kind, peer) events."},
     {"last_seen", (PyCFunction)Engine_last_seen, METH_NOARGS, "Per peer, per network: monotonic ns or None."},
+    {"vouches", (PyCFunction)Engine_vouches, METH_NOARGS,
+     "Per peer: (when it last heard this node, in this node's monotonic ns, or None; its epoch; its members)."},
     {"epochs", (PyCFunction)Engine_epochs, METH_NOARGS,
      "Per peer: the membership epoch its last valid heartbeat carried (0 before any)."},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Counters and timing figures."},
@@ -961,16 +1064,42 @@ static PyObject *mod_encode(PyObject *Py_UNUSED(module), PyObject *args)
 {
     Py_buffer key;
     int node;
-    unsigned long long incarnation, seq, epoch;
+    unsigned long long incarnation, seq, epoch, members = 0;
+    PyObject *age_list = Py_None;
     uint8_t out[HB_DATAGRAM_LEN];
-    if (!PyArg_ParseTuple(args, "y*iKKK:encode", &key, &node, &incarnation, &seq, &epoch))
+    uint16_t ages[HB_AGE_SLOTS];
+    if (!PyArg_ParseTuple(args, "y*iKKK|KO:encode", &key, &node, &incarnation, &seq, &epoch, &members, &age_list))
         return NULL;
     if (key.len != 32 || node < 0 || node > 65535) {
         PyBuffer_Release(&key);
         PyErr_SetString(PyExc_ValueError, "mac_key must be 32 bytes and node_id in 0..65535");
         return NULL;
     }
-    hb_encode(key.buf, (uint16_t)node, incarnation, seq, epoch, out);
+    for (int k = 0; k < HB_AGE_SLOTS; k++)
+        ages[k] = HB_AGE_NEVER;
+    if (age_list != Py_None) {
+        PyObject *seq_ages = PySequence_Fast(age_list, "ages must be a sequence of 64 integers");
+        if (seq_ages == NULL || PySequence_Fast_GET_SIZE(seq_ages) != HB_AGE_SLOTS) {
+            Py_XDECREF(seq_ages);
+            PyBuffer_Release(&key);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ages must be 64 values in 0..65535");
+            return NULL;
+        }
+        for (int k = 0; k < HB_AGE_SLOTS; k++) {
+            long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq_ages, k));
+            if (v < 0 || v > HB_AGE_NEVER) {
+                Py_DECREF(seq_ages);
+                PyBuffer_Release(&key);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "ages must be 64 values in 0..65535");
+                return NULL;
+            }
+            ages[k] = (uint16_t)v;
+        }
+        Py_DECREF(seq_ages);
+    }
+    hb_encode(key.buf, (uint16_t)node, incarnation, seq, epoch, members, ages, out);
     PyBuffer_Release(&key);
     return PyBytes_FromStringAndSize((const char *)out, HB_DATAGRAM_LEN);
 }
@@ -988,8 +1117,17 @@ static PyObject *mod_decode(PyObject *Py_UNUSED(module), PyObject *args)
         result = Py_NewRef(Py_None);
     } else {
         const uint8_t *p = data.buf;
-        result = Py_BuildValue("(iKKK)", (int)hb_node(p), (unsigned long long)get_u64(p + 7),
-                               (unsigned long long)get_u64(p + 15), (unsigned long long)get_u64(p + 23));
+        PyObject *ages = PyTuple_New(HB_AGE_SLOTS);
+        if (ages == NULL) {
+            PyBuffer_Release(&key);
+            PyBuffer_Release(&data);
+            return NULL;
+        }
+        for (int k = 0; k < HB_AGE_SLOTS; k++)
+            PyTuple_SET_ITEM(ages, k, PyLong_FromLong(p[39 + 2 * k] << 8 | p[40 + 2 * k]));
+        result = Py_BuildValue("(iKKKKN)", (int)hb_node(p), (unsigned long long)get_u64(p + 7),
+                               (unsigned long long)get_u64(p + 15), (unsigned long long)get_u64(p + 23),
+                               (unsigned long long)get_u64(p + 31), ages);
     }
     PyBuffer_Release(&key);
     PyBuffer_Release(&data);
@@ -1000,9 +1138,10 @@ static PyMethodDef module_methods[] = {
     {"sha256", mod_sha256, METH_VARARGS, "sha256(data) -> the 32-byte digest (this module's own SHA-256)."},
     {"hmac_sha256", mod_hmac_sha256, METH_VARARGS, "hmac_sha256(key, msg) -> the 32-byte HMAC-SHA256."},
     {"encode", mod_encode, METH_VARARGS,
-     "encode(mac_key, node_id, incarnation, seq, epoch) -> a heartbeat datagram."},
+     "encode(mac_key, node_id, incarnation, seq, epoch, members=0, ages=None) -> a heartbeat datagram."},
     {"decode", mod_decode, METH_VARARGS,
-     "decode(mac_key, datagram) -> (node_id, incarnation, seq, epoch), or None if malformed or forged."},
+     "decode(mac_key, datagram) -> (node_id, incarnation, seq, epoch, members, ages), or None if malformed or "
+     "forged."},
     {NULL, NULL, 0, NULL},
 };
 

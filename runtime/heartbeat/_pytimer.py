@@ -11,6 +11,9 @@ interval (5 ms by default).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import mmap
 import os
 import selectors
 import socket
@@ -22,8 +25,11 @@ from dataclasses import dataclass, field
 
 from wolfpack.runtime.heartbeat._config import MAX_NETWORKS
 from wolfpack.runtime.heartbeat._wire import (
+    AGE_NEVER,
+    AGE_SLOTS,
     DATAGRAM_LEN,
     HEADER,
+    age_ms,
     decode,
     encode,
     hmac_sha256,
@@ -39,6 +45,9 @@ RETIRED = 8  # incarnations remembered per peer, to refuse replays of old lives
 LATENESS_RING = 4096
 EVENT_CAP = 1024
 RECV_BURST = 64
+LEASE_MAGIC = b"WPLEASE1"  # runtime/monitor/lease.py: the page the monitors enforce
+LEASE_SIZE = 64
+LEASE_REVOKED = 16  # offset of the int64 "revoked" field
 
 
 @dataclass
@@ -54,6 +63,9 @@ class _Peer:
     suspect: bool = False
     ahead: bool = False  # reported at a newer epoch than this node's, since this node last installed one
     epoch: int = 0  # the epoch its last valid heartbeat carried
+    members: int = 0  # ... and the members of that epoch
+    vouched_at: int = 0  # this node's clock: when the peer last heard this node (arrival - its age); 0: never
+    revoked_for: int = 0  # the epoch this peer's heartbeats revoked the lease for (reported once)
 
 
 _COUNTERS = ("ticks", "sent", "send_errors", "received", "rejected_malformed", "rejected_unknown", "rejected_mac",
@@ -69,7 +81,7 @@ class Engine:
 
     def __init__(self, node_id: int, mac_key: bytes, incarnation: int, fds: Sequence[int],
                  peers: Sequence[tuple[int, Sequence[tuple[str, int]]]], period_ns: int, threshold: int,
-                 notify_fd: int) -> None:
+                 notify_fd: int, lease_fd: int = -1) -> None:
         if not 0 <= node_id <= 0xFFFF or len(mac_key) != 32 or period_ns < 1 or threshold < 1 or notify_fd < 0:
             raise ValueError("node_id must be in 0..65535, mac_key 32 bytes, period_ns and threshold positive, "
                              "notify_fd an open descriptor")
@@ -92,6 +104,9 @@ class Engine:
             self._peers[peer_id] = _Peer(peer_id, tuple((h, p) for h, p in addresses), [0] * n, [0] * n)
         self._seq = 0
         self._epoch = 0  # the membership epoch this node installed (guarded by the lock)
+        self._members = 0  # ... and its members
+        self._lease_fd = lease_fd
+        self._lease: mmap.mmap | None = None
         self._lock = threading.Lock()
         self._counters = dict.fromkeys(_COUNTERS, 0)
         self._max_lateness_ns = self._max_gap_ns = self._cpu_ns = 0
@@ -108,6 +123,12 @@ class Engine:
     def start(self) -> None:
         if self._thread is not None or self._stopped:
             raise RuntimeError("this engine has already been started; create a new one")
+        if self._lease_fd >= 0:
+            self._lease = mmap.mmap(self._lease_fd, LEASE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            if self._lease[:8] != LEASE_MAGIC:
+                self._lease.close()
+                self._lease = None
+                raise OSError(errno.EINVAL, "the lease descriptor is not a Wolfpack lease page")
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._kick_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         socks = [socket.socket(fileno=os.dup(fd)) for fd in self._fds]
@@ -127,13 +148,17 @@ class Engine:
         os.close(self._stop_fd)
         os.close(self._kick_fd)
         self._stop_fd = self._kick_fd = -1
+        if self._lease is not None:
+            self._lease.close()
+            self._lease = None
 
-    def set_epoch(self, epoch: int) -> None:
-        if not 0 <= epoch < 2**64:
-            raise OverflowError(f"epoch {epoch} does not fit 64 bits")
+    def set_epoch(self, epoch: int, members: int = 0) -> None:
+        if not 0 <= epoch < 2**64 or not 0 <= members < 2**64:
+            raise OverflowError(f"epoch {epoch} and members {members} must fit 64 bits")
         with self._lock:
-            changed = epoch != self._epoch
+            changed = epoch != self._epoch or members != self._members
             self._epoch = epoch
+            self._members = members
             for peer in self._peers.values():
                 peer.ahead = False
         if changed and self._thread is not None and not self._stopped:  # announce it now, out of turn
@@ -148,6 +173,10 @@ class Engine:
     def last_seen(self) -> dict[int, list[int | None]]:
         with self._lock:
             return {p.id: [t or None for t in p.last_seen] for p in self._peers.values()}
+
+    def vouches(self) -> dict[int, tuple[int | None, int, int]]:
+        with self._lock:
+            return {p.id: (p.vouched_at or None, p.epoch, p.members) for p in self._peers.values()}
 
     def epochs(self) -> dict[int, int]:
         with self._lock:
@@ -215,11 +244,17 @@ class Engine:
         now = time.monotonic_ns()
         late = max(0, now - deadline) if deadline >= 0 else 0
         sent = errors = 0
+        ages = [AGE_NEVER] * AGE_SLOTS
+        if self._node_id < AGE_SLOTS:
+            ages[self._node_id] = 0
         with self._lock:
-            epoch = self._epoch
+            epoch, members = self._epoch, self._members
+            for peer in self._peers.values():
+                if peer.id < AGE_SLOTS:
+                    ages[peer.id] = age_ms(now, max(peer.last_seen) or None)
         for index, sock in enumerate(socks):
             self._seq += 1
-            datagram = encode(self._mac_key, self._node_id, self._incarnation, self._seq, epoch)
+            datagram = encode(self._mac_key, self._node_id, self._incarnation, self._seq, epoch, members, ages)
             for peer in self._peers.values():
                 try:
                     sock.sendto(datagram, peer.addresses[index])
@@ -265,7 +300,7 @@ class Engine:
         if not mac_ok(self._mac_key, datagram):
             c["rejected_mac"] += 1
             return
-        _, _, _, incarnation, seq, epoch = HEADER.unpack_from(datagram)
+        _, _, _, incarnation, seq, epoch, members, *ages = HEADER.unpack_from(datagram)
         if incarnation == peer.incarnation:
             if seq <= peer.last_seq[net]:
                 c["rejected_replay"] += 1
@@ -288,10 +323,23 @@ class Engine:
         elif peer.last_valid:
             self._max_gap_ns = max(self._max_gap_ns, now - peer.last_valid)
         peer.last_valid = now
-        peer.epoch = epoch
+        peer.epoch, peer.members = epoch, members
+        if self._node_id < AGE_SLOTS:
+            age = ages[self._node_id]
+            peer.vouched_at = 0 if age == AGE_NEVER else now - age * 1_000_000
         if epoch > self._epoch and not peer.ahead:
             peer.ahead = True
             self._push_event("ahead", peer.id, epoch)
+        # a newer membership that leaves this node out: revoke the lease now (see the C engine)
+        if (epoch > self._epoch and self._node_id < AGE_SLOTS and not members >> self._node_id & 1
+                and peer.revoked_for < epoch):
+            peer.revoked_for = epoch
+            if self._lease is not None:
+                field = ctypes.c_int64.from_buffer(self._lease, LEASE_REVOKED)
+                if field.value < epoch:
+                    field.value = epoch
+                del field
+            self._push_event("revoked", peer.id, epoch)
 
     def _check_peers(self, now: int) -> None:
         silence_limit = self._period_ns * self._threshold

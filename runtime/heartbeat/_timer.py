@@ -15,7 +15,8 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import ClassVar, Protocol
 
@@ -46,13 +47,14 @@ class _Engine(Protocol):
 
     def __init__(self, node_id: int, mac_key: bytes, incarnation: int, fds: Sequence[int],
                  peers: Sequence[tuple[int, Sequence[Address]]], period_ns: int, threshold: int,
-                 notify_fd: int) -> None: ...
+                 notify_fd: int, lease_fd: int = -1) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def set_epoch(self, epoch: int, /) -> None: ...
+    def set_epoch(self, epoch: int, members: int = 0, /) -> None: ...
     def read_events(self) -> list[tuple[str, int, int]]: ...
     def last_seen(self) -> dict[int, list[int | None]]: ...
     def epochs(self) -> dict[int, int]: ...
+    def vouches(self) -> dict[int, tuple[int | None, int, int]]: ...
     def stats(self) -> dict[str, int]: ...
     def recent_lateness_us(self) -> list[int]: ...
 
@@ -92,7 +94,7 @@ class BaseHeartbeatTimer:
 
     def __init__(self, node_id: int, key: bytes, networks: Sequence[Address],
                  peers: Mapping[int, Sequence[Address]] | None = None, period_ms: int = DEFAULT_PERIOD_MS,
-                 missed_threshold: int = DEFAULT_MISSED_THRESHOLD) -> None:
+                 missed_threshold: int = DEFAULT_MISSED_THRESHOLD, lease: Path | None = None) -> None:
         self._state = "closed"  # until the sockets and the event fd exist
         self._lifecycle = threading.Lock()  # start, stop and close, from whichever thread
         self._sockets: list[socket.socket] = []
@@ -103,6 +105,9 @@ class BaseHeartbeatTimer:
         self._engine: _Engine | None = None
         self._incarnation = 0
         self._epoch = 0
+        self._members = 0
+        self._lease_path = lease
+        self._lease_fd = -1
         self._sockets = bind_sockets(self._config)
         self._addresses = [(name[0], name[1]) for name in (s.getsockname() for s in self._sockets)]
         self._notify_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -142,15 +147,25 @@ class BaseHeartbeatTimer:
         """The membership epoch this node's heartbeats carry."""
         return self._epoch
 
-    def set_epoch(self, epoch: int) -> None:
-        """This node installed membership ``epoch``: its heartbeats carry it from now on, and a peer is reported
-        ``("ahead", p)`` again if it is at a newer one.  Any time, from any thread."""
+    @property
+    def members(self) -> frozenset[int]:
+        """The members of the membership this node's heartbeats carry."""
+        return frozenset(k for k in range(64) if self._members >> k & 1)
+
+    def set_epoch(self, epoch: int, members: Iterable[int] = ()) -> None:
+        """This node installed membership ``epoch`` with ``members``: its heartbeats carry them from now on, and
+        a peer is reported ``("ahead", p, e)`` again if it is at a newer one.  Any time, from any thread."""
         if not 0 <= epoch < 2**64:
             raise ValueError(f"epoch must be in 0..2**64-1, got {epoch}")
+        mask = 0
+        for k in members:
+            if not 0 <= k < 64:
+                raise ValueError(f"member ids must be in 0..63, got {k}")
+            mask |= 1 << k
         with self._lifecycle:
-            self._epoch = epoch
+            self._epoch, self._members = epoch, mask
             if self._engine is not None and self._state == "running":
-                self._engine.set_epoch(epoch)
+                self._engine.set_epoch(epoch, mask)
 
     def set_peers(self, peers: Mapping[int, Sequence[Address]]) -> None:
         """Replace the peers; only before :meth:`start`."""
@@ -170,12 +185,14 @@ class BaseHeartbeatTimer:
         if self._state != "new":
             raise RuntimeError(f"start() on a {self._state} heartbeat timer; create a new HeartbeatTimer instead")
         self._incarnation = secrets.randbits(64)
+        if self._lease_path is not None and self._lease_fd < 0:
+            self._lease_fd = os.open(self._lease_path, os.O_RDWR | os.O_CLOEXEC)
         engine = self._engine_type(
             self._config.node_id, self._mac_key, self._incarnation, [s.fileno() for s in self._sockets],
             list(self._peers.items()), self._config.period_ms * 1_000_000, self._config.missed_threshold,
-            self._notify_fd,
+            self._notify_fd, self._lease_fd,
         )
-        engine.set_epoch(self._epoch)
+        engine.set_epoch(self._epoch, self._members)
         engine.start()
         self._engine = engine
         self._state = "running"
@@ -192,6 +209,9 @@ class BaseHeartbeatTimer:
             self._state = "stopped"
         for sock in self._sockets:
             sock.close()
+        if self._lease_fd >= 0:
+            os.close(self._lease_fd)
+            self._lease_fd = -1
 
     def close(self) -> None:
         """:meth:`stop`, and release the event fd too; idempotent."""
@@ -234,6 +254,15 @@ class BaseHeartbeatTimer:
         if self._engine is None:
             return {peer: [None] * len(self._config.networks) for peer in self._peers}
         return self._engine.last_seen()
+
+    def vouches(self) -> dict[int, tuple[int | None, int, frozenset[int]]]:
+        """Per peer, from its last valid heartbeat: when it had last heard this node (``time.monotonic_ns()`` of
+        this node: the heartbeat's arrival minus the age it gave; None: it had not), its installed epoch and that
+        membership's members.  What the lease rests on: a quorum that says it hears this node."""
+        if self._engine is None:
+            return {peer: (None, 0, frozenset()) for peer in self._peers}
+        return {peer: (at, epoch, frozenset(k for k in range(64) if members >> k & 1))
+                for peer, (at, epoch, members) in self._engine.vouches().items()}
 
     def epochs(self) -> dict[int, int]:
         """Per peer: the membership epoch its last valid heartbeat carried (0 before any)."""

@@ -96,7 +96,7 @@ class MonitorClient:
 
     def __init__(self, name: str, run_dir: Path, *, python: str = sys.executable,
                  env: Mapping[str, str] | None = None, max_restarts: int = 5, restart_window_s: float = 60.0,
-                 start_timeout_s: float = 10.0) -> None:
+                 start_timeout_s: float = 10.0, lease: Path | None = None, lease_kill_ms: int = 0) -> None:
         if not name or "/" in name or name.startswith("."):
             raise MonitorError(f"monitor name {name!r} cannot name files in the run directory; "
                                "use monitor_name() to make one")
@@ -107,6 +107,11 @@ class MonitorClient:
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.start_timeout_s = start_timeout_s
+        #: the node's lease page, which the monitor enforces (None: no lease, for tests of the monitor alone)
+        self.lease = lease
+        self.lease_kill_ms = lease_kill_ms
+        #: the ``lease_lapsed`` reports so far
+        self.lapses: list[dict[str, Any]] = []
         self.log_path = self.run_dir / f"monitor-{name}.log"
         self.record_path = self.run_dir / f"monitor-{name}.calls"
         #: Every message for the daemon, in order (see the module docstring).
@@ -156,6 +161,8 @@ class MonitorClient:
         argv = [self.python, "-m", "wolfpack.runtime.monitor", "--fd", str(child.fileno()),
                 "--record", str(self.record_path), "--run-dir", str(self.run_dir), "--name", self.name,
                 "--daemon-pid", str(os.getpid())]
+        if self.lease is not None:
+            argv += ["--lease", str(self.lease), "--lease-kill-ms", str(self.lease_kill_ms)]
         try:
             with open(self.log_path, "ab") as log_file:
                 self._proc = await asyncio.create_subprocess_exec(
@@ -352,6 +359,9 @@ class MonitorClient:
         if op == "closed":
             self._resolve("closed", str(resource), message)
             return
+        if op == "lease_lapsed":
+            self.lapses.append(message)
+            del self.lapses[:-16]
         if op == "log":
             log.log(logging.ERROR if message.get("level") == "error" else logging.INFO, "monitor %s: %s%s",
                     self.name, f"[{resource}] " if resource else "", message.get("message"))

@@ -18,6 +18,12 @@ resource machine's events, and the daemon's machines decide.
   PendingTimeout counts as failed.
 * When its daemon goes away (socket closed, parent process gone) or on
   SIGTERM, the monitor Terminates every resource it holds and exits (R4).
+* It enforces the node's lease (:mod:`.lease`) by itself, in a thread of its
+  own: when the lease lapses, is revoked or is ended, it Terminates every
+  resource that may run (Online asked for, or online), measures how long that
+  took from the end of the lease, and reports it (``lease_lapsed``) with each
+  resource's failure event; it refuses Online until the daemon renews the
+  lease.  A stalled or deadlocked daemon thus loses its resources on a clock.
 
 The daemon side is :class:`wolfpack.runtime.monitor.client.MonitorClient`.
 """
@@ -34,6 +40,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 import urllib.parse
 from collections.abc import Callable
@@ -42,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from wolfpack.errors import MonitorError, ResourceTypeError
+from wolfpack.runtime.monitor.lease import Lease, LeasePage
 from wolfpack.runtime.monitor.protocol import MAX_LINE_BYTES, decode_command, encode, iter_lines
 from wolfpack.runtime.monitor.shared_state import CallRecordTable
 from wolfpack.runtime.resource_types.base import (
@@ -52,6 +60,7 @@ from wolfpack.runtime.resource_types.base import (
     Severity,
     load_type,
 )
+from wolfpack.spec import defaults
 
 log = logging.getLogger("wolfpack.monitor")
 
@@ -59,6 +68,8 @@ log = logging.getLogger("wolfpack.monitor")
 PARENT_CHECK_S = 0.5
 #: Longest wait for the Terminate calls when the daemon is gone.
 ORPHAN_TERMINATE_S = 30.0
+#: How often the lease enforcer looks at the lease (it also wakes at the expiry).
+LEASE_POLL_S = defaults.LEASE_POLL_MS / 1000
 
 
 @dataclass
@@ -93,6 +104,8 @@ class Held:
     poller: asyncio.Task[None] | None = None
     looks_suspended: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: may have processes: Online was asked for (or it was re-opened online), and no Offline or Terminate ended it
+    live: bool = False
 
     @property
     def pending_s(self) -> float:
@@ -115,7 +128,7 @@ def _failure(error: BaseException) -> tuple[str, str]:
 
 class Monitor:
     def __init__(self, sock: socket.socket, record: CallRecordTable, run_dir: Path, name: str,
-                 daemon_pid: int | None = None) -> None:
+                 daemon_pid: int | None = None, lease: LeasePage | None = None, lease_kill_ms: int = 0) -> None:
         self.sock = sock
         self.record = record
         self.run_dir = run_dir
@@ -128,6 +141,12 @@ class Monitor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._done: asyncio.Future[int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.lease = lease
+        self.lease_kill_ms = lease_kill_ms
+        #: the generation of the lease that lapsed last (Online is refused until a newer one holds)
+        self.lapsed_generation: int | None = None
+        self.lapses = 0
+        self._enforcer_stop = threading.Event()
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -203,7 +222,14 @@ class Monitor:
         self._spawn(self._read(reader))
         if self.daemon_pid is not None:
             self._spawn(self._watch_parent())
+        enforcer = None
+        if self.lease is not None:
+            enforcer = threading.Thread(target=self._enforce_lease, name="lease enforcer", daemon=True)
+            enforcer.start()
         code = await self._done
+        self._enforcer_stop.set()
+        if enforcer is not None:
+            enforcer.join(timeout=5)
         if self._writer is not None:
             with contextlib.suppress(ConnectionError):
                 await self._writer.drain()
@@ -303,6 +329,7 @@ class Monitor:
             self.send("open_failed", resource=resource, severity=severity, error=detail)
             return
         held = Held(resource, outcome.value, context.looks_alive_ms, context.is_alive_ms, context.pending_timeout_ms)
+        held.live = bool(command.get("online"))
         self.held[resource] = held
         self.send("opened", resource=resource, type=type_name)
         if command.get("online"):
@@ -325,6 +352,12 @@ class Monitor:
         if held.call is not None and entry_point == "Online":
             self.say("error", f"Online refused: {held.call.entry_point} is still in flight", held.resource)
             return
+        if entry_point == "Online" and (why := self.no_lease()) is not None:
+            fields: dict[str, Any] = {"resource": held.resource, **({} if op_id is None else {"op_id": op_id})}
+            self.send("online_failed", **fields, severity=Severity.SOFT.value, detail=f"Online refused: {why}")
+            return
+        if entry_point == "Online":
+            held.live = True
         self._stop_polling(held)
         self._abandon(held, f"{entry_point} was asked for")
         call: PendingCall
@@ -392,6 +425,8 @@ class Monitor:
             self.send(f"{stem}_failed", **self._event_fields(held, call), severity=severity, detail=detail)
             return
         self.send(f"{stem}_succeeded", **self._event_fields(held, call))
+        if call.entry_point == "Offline":
+            held.live = False
         if call.entry_point == "Online" and self.held.get(held.resource) is held:
             self._start_polling(held)
 
@@ -471,7 +506,109 @@ class Monitor:
             self.say("error", f"Terminate failed: {_failure(outcome.error)[1]}", held.resource)
             self.send("terminated", resource=held.resource, ok=False)
         else:
+            held.live = False
             self.send("terminated", resource=held.resource, ok=True)
+
+    # --- the lease ----------------------------------------------------------------------------
+
+    def no_lease(self) -> str | None:
+        """Why this monitor holds no fresh lease now (None: it holds one, or the node has no lease page)."""
+        if self.lease is None:
+            return None
+        lease = self.lease.read()
+        if lease.revoked:
+            return ("the lease was revoked (a peer's heartbeats carry a newer membership: this node was left out); "
+                    "the daemon renews it once it is in a quorate membership again")
+        if not lease.fresh():
+            return "this node holds no fresh lease: it is not a member of a quorate membership"
+        if self.lapsed_generation is not None and lease.generation <= self.lapsed_generation:
+            return "the lease lapsed and the daemon has not renewed it since"
+        return None
+
+    def _enforce_lease(self) -> None:
+        """The enforcer thread: watch the lease; when it ends while a resource may run, terminate them all."""
+        assert self.lease is not None
+        armed_for: int | None = None  # the generation whose end was already enforced
+        while not self._enforcer_stop.is_set():
+            try:
+                lease = self.lease.read()
+            except MonitorError as exc:
+                log.error("the lease page cannot be read (%s): the lease counts as ended", exc)
+                lease = Lease(0, 1, -1, 0)
+            now = time.monotonic_ns()
+            if lease.fresh(now):
+                armed_for = None
+                self._enforcer_stop.wait(min(LEASE_POLL_S, (lease.expiry_ns - now) / 1e9))
+                continue
+            live = [h for h in list(self.held.values()) if h.live]
+            if live and armed_for != lease.generation:
+                ended_ns = lease.expiry_ns if not lease.revoked and 0 < lease.expiry_ns <= now else now
+                self._lapse(lease, live, ended_ns)
+                armed_for = lease.generation
+            self._enforcer_stop.wait(LEASE_POLL_S)
+
+    def _lapse(self, lease: Lease, live: list[Held], ended_ns: int) -> None:
+        """Terminate every live resource now (each in a thread of its own), from this thread: the event loop may
+        be busy, the kills must not wait for it.  Then report, through the loop."""
+        noticed_ns = time.monotonic_ns()
+        why = ("revoked (a newer membership left this node out)" if lease.revoked else
+               "ended by the daemon (it halted or stops)" if lease.expiry_ns == 0 else
+               "lapsed (the daemon did not renew it: stalled, deadlocked, or not hearing a quorum)")
+        self.lapsed_generation = lease.generation
+        self.lapses += 1
+        log.warning("the lease %s: terminating %d resource(s): %s", why, len(live), ", ".join(h.resource for h in live))
+        for held in live:
+            call = held.call
+            if call is not None:
+                call.operation.cancel()  # an Online still in flight must not start anything more
+        finished: dict[str, int] = {}
+
+        def kill(held: Held) -> None:
+            slot = self.record.enter("Terminate", held.resource)
+            try:
+                held.instance.terminate()
+            except BaseException as exc:
+                log.error("[%s] Terminate after the lease %s failed: %s", held.resource, why, exc)
+            finally:
+                self.record.leave(slot)
+                finished[held.resource] = time.monotonic_ns()
+
+        threads = [threading.Thread(target=kill, args=(h,), name=f"lease Terminate {h.resource}", daemon=True)
+                   for h in live]
+        for t in threads:
+            t.start()
+        for t, held in zip(threads, live, strict=True):
+            t.join(timeout=max(held.pending_s, 1.0))
+        took_ms = (max(finished.values(), default=time.monotonic_ns()) - ended_ns) / 1e6
+        figures = {"why": why, "resources": [h.resource for h in live], "took_ms": round(took_ms, 1),
+                   "noticed_ms": round((noticed_ns - ended_ns) / 1e6, 1), "bound_ms": self.lease_kill_ms,
+                   "within_bound": self.lease_kill_ms <= 0 or took_ms <= self.lease_kill_ms,
+                   "unfinished": [h.resource for h in live if h.resource not in finished]}
+        if not figures["within_bound"]:
+            log.error("terminating after the lease ended took %.1f ms, over the bound of %d ms "
+                      "(timing.lease_kill_ms): raise it, or make the resources stop faster", took_ms,
+                      self.lease_kill_ms)
+        self._threadsafe(self._lapsed, live, figures)
+
+    def _lapsed(self, live: list[Held], figures: dict[str, Any]) -> None:
+        """In the loop: the terminated resources' machines hear of it as failures, the daemon gets the figures."""
+        for held in live:
+            if self.held.get(held.resource) is not held:
+                continue
+            call = held.call
+            self._stop_polling(held)
+            held.live = False
+            detail = f"the lease {figures['why']}: the monitor terminated it"
+            if call is not None:
+                self._end(held, call)
+                if call.entry_point == "Online":
+                    self.send("online_failed", **self._event_fields(held, call), severity=Severity.SOFT.value,
+                              detail=detail)
+                continue  # an Offline in flight reports itself
+            self.send("is_alive_failed", resource=held.resource, severity=Severity.SOFT.value, detail=detail)
+        self.send("lease_lapsed", **figures)
+        self.say("warning", f"the lease {figures['why']}: terminated {', '.join(figures['resources'])} in "
+                 f"{figures['took_ms']} ms (bound {figures['bound_ms']} ms)")
 
     async def _shutdown(self) -> None:
         await asyncio.gather(*(self._close(h) for h in list(self.held.values())))
@@ -504,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True, help="directory for the resources' files")
     parser.add_argument("--name", default="default", help="the monitor's name")
     parser.add_argument("--daemon-pid", type=int, help="exit (terminating resources) when this parent dies")
+    parser.add_argument("--lease", type=Path, help="the node's lease page: terminate every resource when it lapses")
+    parser.add_argument("--lease-kill-ms", type=int, default=0, help="the bound the lapse's termination is held to")
     args = parser.parse_args(argv)
     faulthandler.enable(file=sys.stderr, all_threads=True)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
@@ -516,4 +655,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemon_pid is not None and os.getppid() != args.daemon_pid:
         log.error("the daemon (pid %d) is already gone; exiting", args.daemon_pid)
         return 0
-    return asyncio.run(Monitor(sock, record, args.run_dir, args.name, args.daemon_pid).run())
+    lease = LeasePage.attach(args.lease) if args.lease is not None else None
+    return asyncio.run(Monitor(sock, record, args.run_dir, args.name, args.daemon_pid, lease=lease,
+                               lease_kill_ms=args.lease_kill_ms).run())

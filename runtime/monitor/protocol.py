@@ -24,8 +24,11 @@ Monitor to daemon: the resource machine's events, named as in
 ``wolfpack.spec.resource`` (:data:`MACHINE_EVENTS`), each with ``resource``
 and, for failures, ``severity`` and ``detail``; replies (:data:`REPLIES`):
 ``hello`` (``pid``, ``name``), ``opened``, ``open_failed`` (``error``,
-``severity``), ``closed``, ``terminated``, ``pong``, and ``log`` (``level``,
-``message``, optional ``resource``).
+``severity``), ``closed``, ``terminated``, ``pong``, ``log`` (``level``,
+``message``, optional ``resource``), and ``lease_lapsed`` (the monitor
+terminated its resources because the node's lease ended: ``why``,
+``resources``, ``took_ms`` from the end of the lease to the last Terminate
+returned, ``noticed_ms``, ``bound_ms``, ``within_bound``, ``unfinished``).
 
 A malformed command is answered with a ``log`` line of level ``error``; the
 connection stays up.
@@ -58,7 +61,7 @@ MACHINE_EVENTS = (
 )
 
 #: Monitor messages that are not machine events.
-REPLIES = ("hello", "opened", "open_failed", "closed", "terminated", "pong", "log")
+REPLIES = ("hello", "opened", "open_failed", "closed", "terminated", "pong", "log", "lease_lapsed")
 
 #: The machine's ``call`` effects -> the command that carries them out.
 ENTRY_POINT_COMMANDS = {"Online": "online", "Offline": "offline", "Terminate": "terminate", "IsAlive": "is_alive"}

@@ -149,6 +149,8 @@ class GenericApplication(ResourceType):
 
     def online(self, op: Operation) -> None:
         with self._lock:
+            if op.cancelled.is_set():  # given up on (PendingTimeout, Terminate, a lapsed lease): start nothing
+                raise EntryPointFailed("Online was cancelled before the application started")
             if self._leader_alive():
                 self.log(f"already running (pid {self._pid})", "info")
             else:

@@ -59,7 +59,9 @@ def test_each_obligation_can_fail_on_its_own() -> None:
         assert set(results.values()) == {PROVED}
     assert timing.check(timing.parse(broken["pending_within_deadlock"])) == [
         "pending_within_deadlock: pending_timeout_ms <= deadlock_timeout_ms: "
-        "400000 <= 300000 (VIOLATED, slack -100000 ms)"]
+        "400000 <= 300000 (VIOLATED, slack -100000 ms); to fix it, raise deadlock_timeout_ms "
+        "(timing.deadlock_timeout_ms in a node file) to at least 400000, or lower pending_timeout_ms "
+        "(timing.pending_timeout_ms) to at most 300000"]
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,3 +84,20 @@ def test_a_file_that_is_not_toml_is_a_clean_error(tmp_path: Path) -> None:
         timing.load(write(tmp_path, "heartbeat_period_ms = = 3\n"))
     with pytest.raises(ConfigError, match="cannot read"):
         timing.load(tmp_path / "missing.toml")
+
+
+def test_the_lease_obligations_refuse_a_short_takeover_wait_and_name_the_setting(tmp_path: Path) -> None:
+    """Issue 14: a stalled owner's monitors stop its resources (lease + kill bound) before the others, who
+    detected it no sooner than (missed - 1) periods after its last heartbeat, regroup and wait the take-over wait
+    start them; a node file's [timing] table is read as it is."""
+    path = write(tmp_path, "[cluster]\nname = 'lab'\n[timing]\ntakeover_wait_ms = 200\nlease_ms = 500\n")
+    result = CliRunner().invoke(cli, ["verify", "timing", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "FAILED timing stalled_owner_stops_before_takeover" in result.output
+    assert "500 + 150 + 100 + 100 = 850 < 100 * 5 + 100 + 200 = 800 (VIOLATED, slack -50 ms)" in result.output
+    assert "raise takeover_wait_ms (timing.takeover_wait_ms in a node file) to at least 251" in result.output
+    assert "lower lease_ms (timing.lease_ms) to at most 449" in result.output
+    assert "FAILED timing left_out_member_stops_before_takeover" in result.output
+    short_lease = timing.parse({"lease_ms": 350})
+    assert [r.prop for r in prove_all(short_lease) if r.result == FAILED] == ["lease_outlasts_its_renewal"]
+    assert all(r.result == PROVED for r in prove_all(timing.default_config()))

@@ -37,7 +37,7 @@ def test_a_minimal_file_gets_the_defaults(tmp_path: Path) -> None:
 
 
 def test_the_environment_is_above_the_file_and_overrides_above_both(tmp_path: Path) -> None:
-    path = node_file(tmp_path, "[timing]\nheartbeat_period_ms = 200\n")
+    path = node_file(tmp_path, "[timing]\nheartbeat_period_ms = 200\nlease_ms = 700\ntakeover_wait_ms = 1000\n")
     assert config.load(path, environ={})["timing.heartbeat_period_ms"] == 200
     env = {"WOLFPACK_TIMING_HEARTBEAT_PERIOD_MS": "150"}
     assert config.load(path, environ=env)["timing.heartbeat_period_ms"] == 150
@@ -57,10 +57,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_a_violated_timing_obligation_is_an_error_with_its_numbers(tmp_path: Path) -> None:
-    path = node_file(tmp_path, "[timing]\ntakeover_wait_ms = 300\n")
+    path = node_file(tmp_path, "[timing]\ntakeover_wait_ms = 200\n")
     with pytest.raises(ConfigError) as err:
         config.load(path, environ={})
-    assert "minority_halts_before_takeover" in str(err.value) and "VIOLATED" in str(err.value)
+    assert "stalled_owner_stops_before_takeover" in str(err.value) and "VIOLATED" in str(err.value)
+    assert "raise takeover_wait_ms (timing.takeover_wait_ms in a node file) to at least 251" in str(err.value)
 
 
 def test_two_node_majority_node_set_is_refused_with_the_way_out(tmp_path: Path) -> None:

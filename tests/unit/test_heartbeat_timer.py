@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -28,6 +29,7 @@ import pytest
 from wolfpack.errors import ConfigError
 from wolfpack.runtime.heartbeat import BaseHeartbeatTimer, CHeartbeatTimer, PyHeartbeatTimer, _pytimer, _wire
 from wolfpack.runtime.heartbeat._timer import STATS_KEYS
+from wolfpack.runtime.monitor.lease import LeasePage
 
 try:
     from wolfpack.runtime.heartbeat import _hbtimer
@@ -79,9 +81,10 @@ def spawn(impl: type[BaseHeartbeatTimer]) -> Iterator[Spawn]:
     made: list[BaseHeartbeatTimer] = []
 
     def make(node_id: int, networks: int | list[Address] = 1, peers: dict[int, list[Address]] | None = None,
-             cls: type[BaseHeartbeatTimer] | None = None, period_ms: int = PERIOD_MS) -> BaseHeartbeatTimer:
+             cls: type[BaseHeartbeatTimer] | None = None, period_ms: int = PERIOD_MS,
+             lease: Path | None = None) -> BaseHeartbeatTimer:
         nets = [LOCAL] * networks if isinstance(networks, int) else networks
-        timer = (cls or impl)(node_id, KEY, nets, peers, period_ms=period_ms, missed_threshold=THRESHOLD)
+        timer = (cls or impl)(node_id, KEY, nets, peers, period_ms=period_ms, missed_threshold=THRESHOLD, lease=lease)
         made.append(timer)
         return timer
 
@@ -216,20 +219,24 @@ def test_datagrams_are_byte_identical_in_c_and_python() -> None:
     require_c_extension()
     assert _hbtimer is not None
     mac_key = _wire.derive_mac_key(KEY)
-    for node, incarnation, seq, epoch in [(0, 0, 0, 0), (1, 2**64 - 1, 1, 7),
-                                          (65535, 0x0123456789ABCDEF, 2**63 + 5, 2**64 - 1)]:
-        datagram = _hbtimer.encode(mac_key, node, incarnation, seq, epoch)
-        assert datagram == _pytimer.encode(mac_key, node, incarnation, seq, epoch)
-        assert len(datagram) == _hbtimer.DATAGRAM_LEN == _wire.DATAGRAM_LEN == 47
-        assert datagram[:5] == b"WPHB\x02" and datagram[23:31] == epoch.to_bytes(8, "big")
+    ages = [k * 1000 for k in range(64)]
+    ages[63] = _wire.AGE_NEVER
+    for node, incarnation, seq, epoch, members in [(0, 0, 0, 0, 0), (1, 2**64 - 1, 1, 7, 0b101),
+                                                   (65535, 0x0123456789ABCDEF, 2**63 + 5, 2**64 - 1, 2**64 - 1)]:
+        datagram = _hbtimer.encode(mac_key, node, incarnation, seq, epoch, members, ages)
+        assert datagram == _pytimer.encode(mac_key, node, incarnation, seq, epoch, members, ages)
+        assert len(datagram) == _hbtimer.DATAGRAM_LEN == _wire.DATAGRAM_LEN == 183
+        assert datagram[:5] == b"WPHB\x03" and datagram[23:31] == epoch.to_bytes(8, "big")
+        assert datagram[31:39] == members.to_bytes(8, "big") and datagram[39 + 2 * 5:41 + 2 * 5] == b"\x13\x88"
         assert (_hbtimer.decode(mac_key, datagram) == _pytimer.decode(mac_key, datagram)
-                == (node, incarnation, seq, epoch))
+                == (node, incarnation, seq, epoch, members, tuple(ages)))
+    assert _hbtimer.encode(mac_key, 1, 2, 3, 4) == _pytimer.encode(mac_key, 1, 2, 3, 4)  # no members, never heard
 
 
 def test_decode_refuses_every_altered_byte_and_a_wrong_key(engines: ModuleType) -> None:
     mac_key = _wire.derive_mac_key(KEY)
-    datagram = engines.encode(mac_key, 3, 77, 9, 4)
-    assert engines.decode(mac_key, datagram) == (3, 77, 9, 4)
+    datagram = engines.encode(mac_key, 3, 77, 9, 4, 6)
+    assert engines.decode(mac_key, datagram) == (3, 77, 9, 4, 6, (_wire.AGE_NEVER,) * 64)
     for index in range(len(datagram)):
         altered = bytearray(datagram)
         altered[index] ^= 0x01
@@ -237,6 +244,8 @@ def test_decode_refuses_every_altered_byte_and_a_wrong_key(engines: ModuleType) 
     assert engines.decode(_wire.derive_mac_key(b"another key"), datagram) is None
     assert engines.decode(mac_key, datagram[:-1]) is None
     assert engines.decode(mac_key, datagram + b"\0") is None
+    with pytest.raises(ValueError):
+        engines.encode(mac_key, 3, 77, 9, 4, 6, [0] * 63)
 
 
 # -- configuration -------------------------------------------------------------------------------------------------
@@ -377,18 +386,18 @@ def test_forged_heartbeats_do_not_keep_a_dead_peer_alive(spawn: Spawn) -> None:
 
 def test_a_peer_at_a_newer_epoch_is_reported_ahead_once_per_installed_epoch(spawn: Spawn) -> None:
     one, two = spawn(1), spawn(2)
-    one.set_epoch(3)  # before start: the engine takes it
+    one.set_epoch(3, [1, 2])  # before start: the engine takes it
     wire(one, two)
     assert next_events(two) == [("ahead", 1, 3)]
     quiet_for(THRESHOLD)
     assert two.read_events() == [], "a peer ahead was reported twice for one installed epoch"
-    two.set_epoch(3)  # caught up: nothing to report, and one hears nobody ahead of it
+    two.set_epoch(3, [1, 2])  # caught up: nothing to report, and one hears nobody ahead of it
     quiet_for(THRESHOLD)
     assert two.read_events() == [] and one.read_events() == []
     assert (one.epoch, two.epoch) == (3, 3)
-    one.set_epoch(5)  # while running
+    one.set_epoch(5, [1, 2])  # while running
     assert next_events(two) == [("ahead", 1, 5)]
-    two.set_epoch(4)  # a newer epoch here, still behind one: reported again
+    two.set_epoch(4, [1, 2])  # a newer epoch here, still behind one: reported again
     assert next_events(two) == [("ahead", 1, 5)]
     assert two.epochs() == {1: 5} and one.epochs() == {2: 4}
     assert one.read_events() == []
@@ -404,12 +413,56 @@ def test_a_new_epoch_is_announced_at_once_out_of_turn(spawn: Spawn) -> None:
     assert wait_until(lambda: all_seen(one, two))
     ticks = one.stats()["ticks"]
     started = time.monotonic()
-    one.set_epoch(7)
+    one.set_epoch(7, [1, 2])
     assert next_events(two, timeout=1.5) == [("ahead", 1, 7)]
     assert time.monotonic() - started < 1.5
     assert one.stats()["extra_rounds"] == 1 and one.stats()["ticks"] == ticks, "the extra round counted as a tick"
-    one.set_epoch(7)  # the same epoch again: nothing new to announce
+    one.set_epoch(7, [1, 2])  # the same epoch again: nothing new to announce
     assert one.stats()["extra_rounds"] == 1
+
+
+def test_each_heartbeat_says_when_its_sender_last_heard_the_receiver(spawn: Spawn) -> None:
+    """The ages in a heartbeat: the lease of the receiver rests on peers that say they heard it lately, measured on
+    the sender's clock as a duration (no common clock), turned back into the receiver's clock on arrival."""
+    one, two = spawn(1), spawn(2)
+    wire(one, two)
+    assert wait_until(lambda: all_seen(one, two))
+    assert wait_until(lambda: one.vouches()[2][0] is not None)
+    at, epoch, members = one.vouches()[2]
+    assert at is not None and 0 <= time.monotonic_ns() - at < (2 * PERIOD_MS + 200) * 1_000_000
+    assert (epoch, members) == (0, frozenset())
+    two.set_epoch(4, [1, 2])
+    assert wait_until(lambda: one.vouches()[2][1:] == (4, frozenset({1, 2})))
+    two.stop()  # node 2 stops: what it last said stands, and grows old
+    last = one.vouches()[2][0]
+    quiet_for(3)
+    assert one.vouches()[2][0] == last
+
+
+def test_a_newer_membership_without_this_node_revokes_its_lease_from_the_heartbeat_thread(
+        spawn: Spawn, tmp_path: Path) -> None:
+    """Node 2 installs epoch 5 with nodes 0 and 2: node 1's heartbeat thread revokes node 1's lease at once (the
+    monitors then stop its resources without waiting for the node's loop), and says so once.  A newer membership
+    that includes node 1 revokes nothing."""
+    page = LeasePage.create(tmp_path / "lease")
+    page.renew(time.monotonic_ns() + 60 * 10**9)
+    one = spawn(1, lease=tmp_path / "lease")
+    two = spawn(2)
+    one.set_epoch(4, [1, 2])
+    two.set_epoch(4, [1, 2])
+    wire(one, two)
+    assert wait_until(lambda: all_seen(one, two))
+    two.set_epoch(5, [1, 2])  # includes node 1: it is ahead, nothing is revoked
+    assert next_events(one) == [("ahead", 2, 5)]
+    quiet_for(2)
+    assert page.read().fresh()
+    two.set_epoch(6, [0, 2])
+    events = next_events(one)
+    assert ("revoked", 2, 6) in events, events
+    assert page.read().revoked == 6 and not page.read().fresh()
+    quiet_for(THRESHOLD)
+    assert [e for e in one.read_events() if e[0] == "revoked"] == [], "the revocation was reported twice"
+    page.close()
 
 
 def test_the_epoch_is_covered_by_the_mac(spawn: Spawn) -> None:
@@ -420,6 +473,7 @@ def test_the_epoch_is_covered_by_the_mac(spawn: Spawn) -> None:
     mac_key = _wire.derive_mac_key(KEY)
     genuine = _wire.encode(mac_key, 2, two.incarnation, 2**40, 0)
     raised = genuine[:23] + (9).to_bytes(8, "big") + genuine[31:]
+    assert _wire.decode(mac_key, genuine) is not None
     assert _wire.decode(mac_key, raised) is None
     send_each([raised], one.addresses()[0])
     assert wait_until(lambda: one.stats()["rejected_mac"] == 1), one.stats()
@@ -441,7 +495,7 @@ def test_replayed_heartbeats_do_not_keep_a_dead_peer_alive(spawn: Spawn) -> None
         recorded = []
         while True:
             try:
-                recorded.append(recorder.recv(100))
+                recorded.append(recorder.recv(1024))
             except BlockingIOError:
                 break
     assert len(recorded) >= 5
@@ -461,7 +515,7 @@ def test_replays_of_an_earlier_life_are_refused(spawn: Spawn) -> None:
         one.start()
         two.start()
         assert wait_until(lambda: all_seen(one))
-        first_life = recorder.recv(100)
+        first_life = recorder.recv(1024)
     two.stop()
     assert next_events(one) == [("suspect", 2, 0)]
     again = spawn(2, networks=two.addresses(), peers={1: one.addresses()})
@@ -482,9 +536,11 @@ def test_malformed_datagrams_are_counted_and_harmless(spawn: Spawn) -> None:
     assert wait_until(lambda: all_seen(one))
     mac_key = _wire.derive_mac_key(KEY)
     good = _wire.encode(mac_key, 2, 5, 1, 0)
-    version_1 = good[:4] + b"\x01" + good[5:23] + good[31:39]  # 39 bytes, no epoch: an older node's heartbeat
-    malformed = [b"", b"x", b"WPHB", good[:-1], good + b"\0", b"\xff" * 2000, os.urandom(47),
-                 b"XPHB" + good[4:], good[:4] + b"\x03" + good[5:], good[:4] + b"\x01" + good[5:], version_1]
+    version_1 = good[:4] + b"\x01" + good[5:23] + good[-16:]  # 39 bytes, no epoch: an older node's heartbeat
+    version_2 = good[:4] + b"\x02" + good[5:31] + good[-16:]  # 47 bytes, no members nor ages
+    malformed = [b"", b"x", b"WPHB", good[:-1], good + b"\0", b"\xff" * 2000, os.urandom(183),
+                 b"XPHB" + good[4:], good[:4] + b"\x04" + good[5:], good[:4] + b"\x02" + good[5:], version_1,
+                 version_2]
     unknown = [_wire.encode(mac_key, 77, 5, 1, 0), _wire.encode(mac_key, 1, 5, 1, 0)]  # a stranger; itself
     send_each(malformed + unknown, one.addresses()[0])
     assert wait_until(lambda: one.stats()["rejected"] == len(malformed) + len(unknown)), one.stats()

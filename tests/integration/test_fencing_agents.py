@@ -1,0 +1,271 @@
+"""Fencing with real agents against real devices, all on loopback and in network namespaces made here:
+
+* the ClusterLabs ``fence_ipmilan`` (unchanged) against OpenIPMI's BMC simulator ``ipmi_sim`` on 127.0.0.1,
+  whose chassis power-off kills every process of a test namespace (the node "loses power");
+* ``fence_wolfpack_lab`` killing a namespace's processes;
+* ``fence_wolfpack_scsi`` preempting a node's key on a tgtd LUN, after which the node's writes are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netns import ip
+
+from wolfpack.hw import tgtd
+from wolfpack.hw.arbiter import pr_key
+from wolfpack.hw.device import open_device
+from wolfpack.hw.errors import ReservationConflict
+from wolfpack.runtime.fencing import FenceDevice, fence_node, run_agent
+
+pytestmark = pytest.mark.integration
+
+
+def need(*programs: str) -> None:
+    """Skip (fail under CI) unless root and every program is installed."""
+    why = "needs root (network namespaces)" if os.geteuid() != 0 else None
+    missing = [p for p in programs if shutil.which(p) is None and not os.access(p, os.X_OK)]
+    if missing:
+        why = f"{', '.join(missing)} not installed (scripts/install adds fence-agents, openipmi, ipmitool)"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+@pytest.fixture
+def node_ns() -> Iterator[str]:
+    """A network namespace of its own: the "node" to fence; deleted at the end."""
+    need("ip")
+    name = f"wpf{os.getpid() % 100000}"
+    ip("netns", "add", name)
+    try:
+        ip("-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+        ip("netns", "del", name, check=False)
+
+
+def start_in(ns: str, *argv: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def namespace_pids(ns: str) -> list[int]:
+    found = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=True).stdout
+    return [int(p) for p in found.split()]
+
+
+def wait_until(what: str, check: object, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- fence_ipmilan against ipmi_sim -----------------------------------------------------------------------------
+
+#: ipmi_sim's ``chassis_control`` program: ipmi_sim runs ``<prog> get power`` (answer ``power:<0|1>``) for Get
+#: Chassis Status, and ``<prog> set power <0|1>`` for Chassis Control.  Power off kills every process of the
+#: node's network namespace: the node loses power.
+CHASSIS = """#!/bin/sh
+state={state}
+case "$1 $2" in
+  "get power") echo "power:$(cat "$state")" ;;
+  "set power")
+    if [ "$3" = 0 ]; then ip netns pids {ns} | xargs -r kill -KILL; fi
+    echo "$3" > "$state" ;;
+  *) exit 1 ;;
+esac
+"""
+
+LAN_CONF = """name "wolfpack-test-bmc"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 {port}
+    priv_limit admin
+    allowed_auths_callback none md2 md5 straight
+    allowed_auths_user none md2 md5 straight
+    allowed_auths_operator none md2 md5 straight
+    allowed_auths_admin none md2 md5 straight
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  chassis_control "{chassis}"
+  user 2 true "admin" "{password}" admin 10 none md2 md5 straight
+"""
+
+#: One BMC (IPMB 0x20) with no SDRs: enough for the chassis commands.
+EMU = """mc_setbmc 0x20
+mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02
+mc_enable 0x20
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Bmc:
+    def __init__(self, port: int, password: str) -> None:
+        self.port, self.password = port, password
+
+    def device(self, password: str | None = None, name: str = "bmc") -> FenceDevice:
+        # cipher 3 skips ipmitool's cipher-suite probe, which ipmi_sim does not answer (a 14 s wait otherwise)
+        return FenceDevice(name, "fence_ipmilan", {
+            "ip": "127.0.0.1", "ipport": str(self.port), "username": "admin",
+            "password": self.password if password is None else password, "lanplus": "1", "cipher": "3",
+            "power_wait": "0"}, {"n1": None})
+
+
+@pytest.fixture
+def bmc(tmp_path: Path, node_ns: str) -> Iterator[Bmc]:
+    need("ipmi_sim", "ipmitool", "/usr/sbin/fence_ipmilan")
+    work = tmp_path / "bmc"
+    (work / "state").mkdir(parents=True)
+    (work / "power").write_text("1\n")
+    chassis = work / "chassis"
+    chassis.write_text(CHASSIS.format(state=work / "power", ns=node_ns))
+    chassis.chmod(0o755)
+    port, password = free_udp_port(), secrets.token_hex(8)
+    (work / "lan.conf").write_text(LAN_CONF.format(port=port, chassis=chassis, password=password))
+    (work / "bmc.emu").write_text(EMU)
+    log = open(work / "ipmi_sim.log", "wb")  # noqa: SIM115 - ipmi_sim writes it until killed
+    sim = subprocess.Popen(["ipmi_sim", "-n", "-c", str(work / "lan.conf"), "-f", str(work / "bmc.emu"),
+                            "-s", str(work / "state")], stdin=subprocess.DEVNULL, stdout=log,
+                           stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        server = Bmc(port, password)
+        wait_until("ipmi_sim to answer", lambda: sim.poll() is not None or run_agent(
+            server.device(), "status", "n1", timeout_s=10).ok)
+        assert sim.poll() is None, (work / "ipmi_sim.log").read_text()
+        yield server
+    finally:
+        sim.kill()
+        sim.wait(timeout=10)
+
+
+def test_fence_ipmilan_powers_off_a_node_through_ipmi_sim(bmc: Bmc, node_ns: str) -> None:
+    workload = start_in(node_ns, "sleep", "600")
+    wait_until("the workload to run in the namespace", lambda: workload.pid in namespace_pids(node_ns))
+    device = bmc.device()
+    device.validate()  # against the real agent's metadata
+    assert run_agent(device, "status", "n1").power == "on"
+
+    summary = fence_node([device], "n1")
+    assert summary.fenced, summary.describe()
+    assert [(a.action, a.ok) for a in summary.attempts] == [("off", True), ("status", True)]
+    assert summary.attempts[-1].power == "off"
+    assert workload.wait(timeout=5) == -signal.SIGKILL
+    assert namespace_pids(node_ns) == []
+    assert run_agent(device, "status", "n1").power == "off"
+
+    on = run_agent(device, "on", "n1")
+    assert on.ok, on.reason
+    assert run_agent(device, "status", "n1").power == "on"
+
+
+def test_wrong_password_fails_clearly_and_the_next_device_fences(bmc: Bmc, node_ns: str) -> None:
+    workload = start_in(node_ns, "sleep", "600")
+    wrong = "not-" + bmc.password
+    bad = bmc.device(password=wrong, name="bad-bmc")
+    result = run_agent(bad, "off", "n1")
+    assert not result.ok and result.rc == 1 and not result.timed_out
+    assert "Unable to obtain correct plug status" in result.reason
+    assert wrong not in result.output + result.stderr + result.reason
+    assert workload.poll() is None, "a refused login must not power the node off"
+
+    summary = fence_node([bad, bmc.device()], "n1")
+    assert summary.fenced and summary.device == "bmc"
+    assert summary.attempts[0].device == "bad-bmc" and not summary.attempts[0].ok
+    assert workload.wait(timeout=5) == -signal.SIGKILL
+
+
+# --- fence_wolfpack_lab -------------------------------------------------------------------------------------------
+
+
+def test_lab_agent_kills_every_process_of_the_namespace(node_ns: str, tmp_path: Path) -> None:
+    inside = [start_in(node_ns, "sleep", "600"), start_in(node_ns, "sh", "-c", "sleep 600 & sleep 600 & wait")]
+    outside = subprocess.Popen(["sleep", "600"])
+    try:
+        wait_until("four processes in the namespace", lambda: len(namespace_pids(node_ns)) >= 4)
+        device = FenceDevice("lab", "fence_wolfpack_lab", {"state_dir": str(tmp_path / "state")}, {"n1": node_ns})
+        device.validate()
+        assert run_agent(device, "status", "n1").power == "on"
+        summary = fence_node([device], "n1")
+        assert summary.fenced and summary.attempts[-1].power == "off", summary.describe()
+        assert namespace_pids(node_ns) == []
+        for process in inside:
+            assert process.wait(timeout=5) == -signal.SIGKILL
+        assert outside.poll() is None, "a process outside the namespace was killed"
+        assert (tmp_path / "state" / node_ns).exists()
+        assert run_agent(device, "on", "n1").ok
+        assert run_agent(device, "status", "n1").power == "on"
+    finally:
+        outside.kill()
+        outside.wait()
+
+
+# --- fence_wolfpack_scsi on tgtd ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[tgtd.Tgtd]:
+    why = tgtd.available()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    with tgtd.Tgtd(tmp_path / "tgt", size_mb=8) as server:
+        yield server
+
+
+def test_scsi_agent_preempts_the_victims_key(target: tgtd.Tgtd) -> None:
+    # node 1's view of the disk: it fences, and node 2 is its victim
+    device = FenceDevice("disk", "fence_wolfpack_scsi", {"url": target.url, "nodename": "1"}, {"1": "1", "2": "2"})
+    device.validate()
+    assert run_agent(device, "monitor").ok
+    for node in ("1", "2"):
+        unfenced = run_agent(device, "on", node)
+        assert unfenced.ok, unfenced.reason
+    victim_key = pr_key("wolfpack", 2)
+    # node 2's daemon: its own I_T nexus, registered with its key, writing
+    with open_device(target.url, initiator="iqn.2026-01.org.wolfpack:node2") as victim:
+        victim.register_ignore(victim_key)
+        victim.write_blocks(0, b"2" * 512)
+        assert run_agent(device, "status", "2").power == "on"
+
+        summary = fence_node([device], "2")
+        assert summary.fenced, summary.describe()
+        assert summary.attempts[-1].power == "off"
+        assert "PREEMPT" in summary.attempts[0].output
+
+        with open_device(target.url, initiator="iqn.2026-01.org.wolfpack:observer") as observer:
+            keys = observer.read_keys().keys
+            reservation = observer.read_reservation()
+        assert victim_key not in keys and pr_key("wolfpack", 1) in keys
+        assert reservation.key == pr_key("wolfpack", 1)
+        with pytest.raises(ReservationConflict):
+            victim.write_blocks(0, b"X" * 512)
+        with pytest.raises(ReservationConflict):
+            victim.reserve(victim_key)
+        assert victim.read_blocks(0, 1) == b"2" * 512  # type 5: anyone still reads
+    # fencing again is a no-op success; the fencer itself cannot be fenced with its own key
+    assert "Already OFF" in run_agent(device, "off", "2").output
+    self_fence = run_agent(device, "off", "1")
+    assert not self_fence.ok and "refusing to fence this node's own key" in self_fence.reason
