@@ -522,31 +522,15 @@ def _summary(node: str, action: str, attempts: list[FenceResult], device: FenceD
 
 def fence_node(devices: Sequence[FenceDevice], node: str | int, action: str = "off", *,
                timeout_s: float = DEFAULT_TIMEOUT_S, confirm: bool = True) -> FenceSummary:
-    """Fence ``node``: each device that covers it in order, until one succeeds (and ``status`` confirms)."""
-    candidates = _covering(devices, node)
-    attempts: list[FenceResult] = []
-    failures: list[str] = []
-    for device in candidates:
-        done = run_agent(device, action, node, timeout_s=timeout_s)
-        attempts.append(done)
-        status = None
-        if done.ok and confirm and action in CONFIRMS and _supports_status(device):
-            status = run_agent(device, "status", node, timeout_s=timeout_s)
-            attempts.append(status)
-        why = _judge(action, done, status)
-        if why is None:
-            summary = _summary(str(node), action, attempts, device, failures, len(candidates))
-            log.info("%s", summary.describe())
-            return summary
-        failures.append(f"{device.name}: {why}")
-    summary = _summary(str(node), action, attempts, None, failures, len(candidates))
-    log.error("%s", summary.describe())
-    return summary
+    """Fence ``node``: each device that covers it in order, until one succeeds (and ``status`` confirms).
+    The one loop is :func:`fence_node_async`'s; this runs it on an event loop of its own."""
+    return asyncio.run(fence_node_async(devices, node, action, timeout_s=timeout_s, confirm=confirm))
 
 
 async def fence_node_async(devices: Sequence[FenceDevice], node: str | int, action: str = "off", *,
                            timeout_s: float = DEFAULT_TIMEOUT_S, confirm: bool = True) -> FenceSummary:
-    """:func:`fence_node` for the asyncio daemon."""
+    """Fence ``node`` from the asyncio daemon: each device that covers it in order, until one succeeds (and
+    ``status`` confirms where the agent has it)."""
     candidates = _covering(devices, node)
     attempts: list[FenceResult] = []
     failures: list[str] = []

@@ -929,28 +929,6 @@ static PyObject *Engine_vouches(Engine *e, PyObject *Py_UNUSED(ignored))
     return result;
 }
 
-static PyObject *Engine_epochs(Engine *e, PyObject *Py_UNUSED(ignored))
-{
-    PyObject *result = PyDict_New();
-    if (result == NULL)
-        return NULL;
-    for (int p = 0; p < e->peer_count; p++) {
-        pthread_mutex_lock(&e->lock);
-        unsigned long long epoch = e->peers[p].epoch;
-        pthread_mutex_unlock(&e->lock);
-        PyObject *key = PyLong_FromLong(e->peers[p].id);
-        PyObject *value = PyLong_FromUnsignedLongLong(epoch);
-        int rc = key == NULL || value == NULL ? -1 : PyDict_SetItem(result, key, value);
-        Py_XDECREF(key);
-        Py_XDECREF(value);
-        if (rc < 0) {
-            Py_DECREF(result);
-            return NULL;
-        }
-    }
-    return result;
-}
-
 static PyObject *Engine_stats(Engine *e, PyObject *Py_UNUSED(ignored))
 {
     hb_stats s;
@@ -1009,8 +987,6 @@ static PyMethodDef Engine_methods[] = {
     {"last_seen", (PyCFunction)Engine_last_seen, METH_NOARGS, "Per peer, per network: monotonic ns or None."},
     {"vouches", (PyCFunction)Engine_vouches, METH_NOARGS,
      "Per peer: (when it last heard this node, in this node's monotonic ns, or None; its epoch; its members)."},
-    {"epochs", (PyCFunction)Engine_epochs, METH_NOARGS,
-     "Per peer: the membership epoch its last valid heartbeat carried (0 before any)."},
     {"stats", (PyCFunction)Engine_stats, METH_NOARGS, "Counters and timing figures."},
     {"recent_lateness_us", (PyCFunction)Engine_recent_lateness_us, METH_NOARGS,
      "The lateness of the most recent sends (up to 4096), oldest first, in microseconds."},

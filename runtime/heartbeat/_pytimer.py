@@ -178,10 +178,6 @@ class Engine:
         with self._lock:
             return {p.id: (p.vouched_at or None, p.epoch, p.members) for p in self._peers.values()}
 
-    def epochs(self) -> dict[int, int]:
-        with self._lock:
-            return {p.id: p.epoch for p in self._peers.values()}
-
     def stats(self) -> dict[str, int]:
         with self._lock:
             figures = dict(self._counters)

@@ -470,6 +470,8 @@ class Monitor:
             if now() >= next_is:
                 alive, severity, detail = await self.check(held, "IsAlive")
                 next_is, next_looks = now() + is_s, now() + looks_s
+                if not alive and not held.live:
+                    return  # the lease enforcer terminated it and reports that
                 if not alive:
                     held.poller = None
                     self.send("is_alive_failed", resource=held.resource, severity=severity, detail=detail)
@@ -478,6 +480,8 @@ class Monitor:
             else:
                 alive, severity, detail = await self.check(held, "LooksAlive")
                 next_looks = now() + looks_s
+                if not alive and not held.live:
+                    return  # the lease enforcer terminated it and reports that
                 if not alive:
                     held.looks_suspended = True
                     self.send("looks_alive_failed", resource=held.resource, severity=severity, detail=detail)
@@ -558,6 +562,7 @@ class Monitor:
         self.lapses += 1
         log.warning("the lease %s: terminating %d resource(s): %s", why, len(live), ", ".join(h.resource for h in live))
         for held in live:
+            held.live = False  # its poller must not report the kill as a failure of its own: _lapsed reports it
             call = held.call
             if call is not None:
                 call.operation.cancel()  # an Online still in flight must not start anything more
