@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from wolfpack.runtime.monitor.lease import LeasePage
+from wolfpack.spec.quorum import majority
 
 log = logging.getLogger("wolfpack.lease")
 
@@ -60,7 +61,7 @@ def anchor_ns(me: int, configured: int, quorum: str, epoch: int, holds_disk: boo
         if holds_disk:
             return now_ns
         return good[0] if good else None
-    needed = configured // 2  # peers besides this node: a majority of the configured nodes with it
+    needed = majority(configured) - 1  # peers besides this node: a majority of the configured nodes with it
     if needed == 0:
         return now_ns
     return good[needed - 1] if len(good) >= needed else None

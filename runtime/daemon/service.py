@@ -43,6 +43,7 @@ from wolfpack.runtime.node.app import Hooks, Update, group_machine_name, resourc
 from wolfpack.runtime.transport.messages import Message
 from wolfpack.runtime.transport.peers import PeerManager
 from wolfpack.spec.core import Emitted
+from wolfpack.spec.quorum import majority
 
 log = logging.getLogger("wolfpack.service")
 
@@ -321,7 +322,7 @@ class Service:
                     and self.peers is not None and peer in self.peers.connected())
         loop = asyncio.get_running_loop()
         waited = loop.time() - since
-        if heard + 1 >= len(self.config.nodes) // 2 + 1 or (
+        if heard + 1 >= majority(len(self.config.nodes)) or (
                 self.config["cluster.quorum"] == "disk" and waited * 1000 >= window_ns / 1e6):
             self._booting = None
             self.node.post(lambda: self.node.feed("membership", "boot"))
