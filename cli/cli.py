@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "demo": "wolfpack.demo_cmd",
     "trace": "wolfpack.trace_cmd",
     "db": "wolfpack.db_cmd",
+    "fence": "wolfpack.fence_cmd",
 }
 
 

@@ -170,3 +170,16 @@ LEASE_KILL_MS = 150 * MS
 
 #: How often a monitor looks at the lease (part of LEASE_KILL_MS).  Wolfpack default.
 LEASE_POLL_MS = 10 * MS
+
+# --- fencing (STONITH) -----------------------------------------------------------
+
+#: Whether the survivors fence a lost owner before they take over its groups
+#: (``cluster.fencing``: "off" or "required").  Wolfpack default: off, as a
+#: cluster has no fence device until one is configured; the lease and the
+#: quorum protect a stalled or cut-off daemon, fencing also a frozen node.
+FENCING_REQUIRED = False
+
+#: After a failed fence, how long the coordinator waits before it tries again
+#: (the groups of the node stay offline meanwhile).  Pacemaker retries a failed
+#: fence too; Wolfpack default.
+FENCE_RETRY_MS = 10 * SECOND

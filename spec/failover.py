@@ -12,6 +12,11 @@ differently:
   groups whose owner left, and submits them as global updates;
 * when a group on this node must fail over (its resources exhausted their
   restarts), this node submits a placement that excludes itself;
+* with fencing required (``cluster.fencing``), a node left out that owns a
+  group wanted online is *unfenced* until a fence device reports it off (or
+  the administrator confirms it is): the coordinator fences it at once, and
+  places its groups only after both the take-over wait and the fence; a
+  failed fence leaves them offline and is tried again later (STONITH);
 * a node brings a group online only when the applied owner update names it
   and it is a member; it takes a group offline when an update moves it away,
   and halts every group when it leaves the membership.
@@ -105,8 +110,28 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                 if r2.wanted[g] != NO_GROUP and (r2.owner[g] == NO_NODE or not r2.members[r2.owner[g]])}
 
     def place_orphans(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
-        updates = [u for u in placements(r2, orphaned(r2)) if u["node"] != NO_NODE]
+        """The orphaned groups, but those of a node not fenced yet (fencing required)."""
+        waiting = {g: k for g, k in orphaned(r2).items() if not (k != NO_NODE and r2.unfenced[k])}
+        updates = [u for u in placements(r2, waiting) if u["node"] != NO_NODE]
         return {"updates": updates} if updates else None
+
+    def place_fenced(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
+        """The groups of the node just fenced (the others were placed at the take-over, or wait for theirs)."""
+        updates = [u for u in placements(r2, {g: k for g, k in orphaned(r2).items() if k == e.node})
+                   if u["node"] != NO_NODE]
+        return {"updates": updates} if updates else None
+
+    def owned_online(r: Any, k: Any) -> Any:
+        return Exists(gs, lambda g: And(r.owner[g] == k, r.wanted[g] == WANTED_ONLINE))
+
+    def unfenced_after(r: Any, e: Any) -> tuple[Any, ...]:
+        """At an install: the nodes left out that must be fenced before their groups move (fencing required):
+        those still unfenced, and those that own a group wanted online."""
+        return tuple(And(r.fencing, getattr(e, f"m{k}") != 1, Or(r.unfenced[k], owned_online(r, k))) for k in ks)
+
+    def to_fence(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
+        nodes = [k for k in ks if r2.unfenced[k]]
+        return {"nodes": nodes} if nodes else None
 
     def place_away(r: Any, e: Any, r2: Any) -> dict[str, Any] | None:
         return {"updates": placements(r2, {e.group: r2.me})}
@@ -173,7 +198,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         # a group whose owner left is no longer run by anyone we know of
         running = tuple(And(r.running[g], r.owner[g] == r.me) for g in gs)
         return {"members": members, "epoch": e.epoch, "running": running,
-                "moving": tuple(If(running[g], r.moving[g], NO_NODE) for g in gs)}
+                "moving": tuple(If(running[g], r.moving[g], NO_NODE) for g in gs),
+                "unfenced": unfenced_after(r, e), "takeover_due": False}
 
     def leave(r: Any, e: Any) -> dict[str, Any]:
         return {"members": (False,) * n, "running": (False,) * groups, "moving": (NO_NODE,) * groups,
@@ -190,6 +216,8 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                 "moving": Store(r.moving, e.group, NO_NODE)}
 
     submit = Effect("command", "submit_owners", place_orphans, when=lowest_member)
+    #: the coordinator of a new membership fences the nodes left out that must be (fencing required)
+    fence_left_out = Effect("command", "fence_nodes", to_fence, when=coordinator)
     wait_for_halts = Effect("start_timer", "takeover_elapsed", lambda r, e, r2: {"ms": r.takeover_wait_ms},
                             when=coordinator)
     check_failback_later = Effect("start_timer", "failback_check_elapsed", lambda r, e, r2: {"ms": r.takeover_wait_ms})
@@ -231,7 +259,7 @@ def make_failover_spec(n: int, groups: int) -> Spec:
     rows = (
         Transition("installed", (OUT,), MEMBER, guard=newer_and_included,
                    update=lambda r, e: {**install(r, e), "rejoining": True},
-                   effects=(wait_for_halts, check_failback_later,
+                   effects=(wait_for_halts, fence_left_out, check_failback_later,
                             RESUME_LATER),
                    doc="this node (re)joins with a current database (loaded from the sponsor if it was behind); "
                        "after the take-over wait, when owner updates in flight at the regroup are settled, it "
@@ -245,11 +273,33 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                    doc="groups this rejoined node owns, and groups whose hand-over nobody applied, run nowhere "
                        "else (others run only what they own): bring them online here"),
         Transition("installed", (MEMBER,), MEMBER, guard=newer_and_included, update=install,
-                   effects=(wait_for_halts, check_failback_later),
+                   effects=(wait_for_halts, fence_left_out, check_failback_later),
                    doc="a new membership with this node: the lowest member waits until every node left out "
-                       "has halted (takeover_wait), then places the orphaned groups"),
-        Transition("takeover_elapsed", (MEMBER,), None, effects=(submit,),
-                   doc="nodes left out have stopped their groups by now: place the orphaned groups"),
+                       "has halted (takeover_wait), then places the orphaned groups; with fencing required it "
+                       "fences at once the nodes left out that own a group wanted online"),
+        Transition("takeover_elapsed", (MEMBER,), None, update=lambda r, e: {"takeover_due": True},
+                   effects=(submit,),
+                   doc="nodes left out have stopped their groups by now: place the orphaned groups, but those of "
+                       "a node not fenced yet (fencing required)"),
+        Transition("fence_succeeded", (MEMBER,), None,
+                   update=lambda r, e: {"unfenced": Store(r.unfenced, e.node, False)},
+                   effects=(Effect("command", "submit_owners", place_fenced,
+                                   when=lambda r, e: And(lowest_member_is_me(r), r.takeover_due)),),
+                   doc="a fence device reported the node off, or the administrator confirmed it is: its groups "
+                       "may move; after the take-over wait the coordinator places them now"),
+        Transition("fence_failed", (MEMBER,), None,
+                   effects=(Effect("report", "fence_failed", lambda r, e, r2: {
+                       "node": e.node, "groups": [g for g in gs if r.owner[g] == e.node
+                                                  and r.wanted[g] == WANTED_ONLINE]}),
+                            Effect("start_timer", "fence_retry_elapsed", lambda r, e, r2: {"ms": r.fence_retry_ms})),
+                   doc="every fence device failed: the node may still run its groups, so they stay offline; "
+                       "the coordinator tries again after fence_retry_ms (the administrator may confirm the node "
+                       "is off instead)"),
+        Transition("fence_retry_elapsed", (MEMBER,), None,
+                   effects=(Effect("command", "fence_nodes", to_fence, when=lowest_member),),
+                   doc="fence again the nodes left out whose fence failed"),
+        Transition("fencing_configured", (OUT, MEMBER), None, update=lambda r, e: {"fencing": e.required == 1},
+                   doc="the cluster's fencing setting (cluster.fencing: required or off)"),
         Transition("installed", (OUT, MEMBER), OUT, guard=newer_and_excluded, update=leave, effects=(halt_all,),
                    doc="a membership without this node: stop every group here"),
         Transition("installed", (OUT, MEMBER), None, guard=stale, doc="an old membership"),
@@ -361,6 +411,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Ignore("takeover_elapsed", (OUT,), "a late timer"),
         Ignore("failback_check_elapsed", (OUT,), "a late timer"),
         Ignore("resume_owned_elapsed", (OUT,), "a late timer"),
+        Ignore("fence_succeeded", (OUT,), "this node places nothing: the next membership's coordinator decides"),
+        Ignore("fence_failed", (OUT,), "this node places nothing: the next membership's coordinator fences again"),
+        Ignore("fence_retry_elapsed", (OUT,), "a late timer"),
         Ignore("group_stopped", (OUT,), "everything here is stopped"),
         Ignore("decision_lost", (OUT,), "this node runs nothing: the next membership places its groups"),
         Ignore("move_requested", (OUT,), "this node is not in the cluster: ask a member", reject=True),
@@ -390,6 +443,13 @@ def make_failover_spec(n: int, groups: int) -> Spec:
         Event("hour_changed", "clock: the local hour of day changed", (Arg("hour", 0, 24, "hour 0-23", hi_max=24),)),
         Event("failback_check_elapsed", "timer: look for groups that should fail back"),
         Event("resume_owned_elapsed", "timer: a rejoined node brings back the groups it still owns"),
+        Event("fence_succeeded", "a fence device reported the node off (or the administrator confirmed it is)",
+              (Arg("node", 0, n, "node id", hi_max=n),)),
+        Event("fence_failed", "every fence device that covers the node failed to fence it",
+              (Arg("node", 0, n, "node id", hi_max=n),)),
+        Event("fence_retry_elapsed", "timer: fence again the nodes whose fence failed"),
+        Event("fencing_configured", "the cluster's fencing setting (a global update, or the node's configuration)",
+              (Arg("required", 0, 2, "1: fencing required, 0: off", hi_max=2),)),
         Event("group_configured", "a global update set a group's configuration",
               (group_arg, Arg("wanted", 0, 3, "0 no such group, 1 offline, 2 online", hi_max=3),
                Arg("failback", 0, 2, "1: AutoFailbackType allows failback", hi_max=2),
@@ -419,6 +479,13 @@ def make_failover_spec(n: int, groups: int) -> Spec:
               length=groups),
         Field("takeover_wait_ms", int, d.TAKEOVER_WAIT_MS, "wait before taking over the groups of nodes "
               "left out (they halt within it)", lo=0, param=True),
+        Field("fence_retry_ms", int, d.FENCE_RETRY_MS, "wait before fencing again after a failed fence", lo=0,
+              param=True),
+        Field("fencing", bool, d.FENCING_REQUIRED, "fencing required: a lost owner's groups move only once it "
+              "is fenced (cluster.fencing)"),
+        Field("unfenced", bool, (False,) * n, "nodes left out whose groups wait for a fence (fencing required)",
+              length=n),
+        Field("takeover_due", bool, False, "the take-over wait of the installed membership has elapsed"),
         Field("epoch", int, 0, "membership epoch last installed", lo=0),
         Field("members", bool, (False,) * n, "installed membership", length=n),
         Field("paused", bool, (False,) * n, "paused nodes (replicated)", length=n),
@@ -444,6 +511,9 @@ def make_failover_spec(n: int, groups: int) -> Spec:
                       "a node runs a group only while the replicated owner is this node and it is a member"),
             Invariant("out_runs_nothing", lambda r: Implies(r.is_(OUT), ForAll(gs, lambda g: Not(r.running[g]))),
                       "a node out of the cluster runs no group"),
+            Invariant("fences_only_nodes_left_out",
+                      lambda r: ForAll(ks, lambda k: Implies(r.unfenced[k], Not(r.members[k]))),
+                      "a node waits for the fence only of nodes outside its installed membership"),
             Invariant("hands_over_only_what_it_runs",
                       lambda r: ForAll(gs, lambda g: Implies(r.moving[g] != NO_NODE, r.running[g])),
                       "a node hands over (move, drain, failback) only groups it runs"),

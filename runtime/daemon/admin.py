@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from wolfpack.errors import ConfigError, WolfpackError
+from wolfpack.errors import ConfigError, FencingError, WolfpackError
 from wolfpack.runtime.daemon import catalog, operations
 from wolfpack.runtime.daemon.config import check_cluster_values, parse_address
 from wolfpack.runtime.daemon.operations import AdminError
+from wolfpack.runtime.fencing import run_agent_async
+from wolfpack.runtime.fencing.agents import masked
 from wolfpack.runtime.node.app import group_machine_name, resource_machine_name
 from wolfpack.runtime.resource_types.base import available_types, load_type
 
@@ -106,6 +108,11 @@ class AdminServer:
         r.add_post("/v1/resources", self.resource_create)
         r.add_delete("/v1/resources/{name}", self.resource_delete)
         r.add_post("/v1/resources/{name}/{action}", self.resource_action)
+        r.add_get("/v1/fence", self.fence_list)
+        r.add_post("/v1/fence", self.fence_add)
+        r.add_post("/v1/fence/confirm", self.fence_confirm)
+        r.add_delete("/v1/fence/{name}", self.fence_remove)
+        r.add_post("/v1/fence/{name}/test", self.fence_test)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -297,6 +304,70 @@ class AdminServer:
         raise AdminError(f"unknown resource action {action!r}: use online, offline or fail", 404)
 
 
+    # -- fencing (STONITH) -----------------------------------------------------------------------------
+    async def fence_list(self, request: web.Request) -> web.Response:
+        def read() -> dict[str, Any]:
+            devices = [{"name": d.name, "agent": d.agent, "params": masked(d.params), "nodes": d.nodes}
+                       for d in catalog.fence_devices(self.s.hive)]
+            return {"fencing": self.s.node.effective_config["cluster.fencing"],
+                    "action": self.s.node.effective_config["cluster.fence_action"], "devices": devices,
+                    "nodes": self.s.fencer.state(),
+                    "unfenced": [k for k, u in enumerate(self.s.node.machines["failover"].record.unfenced) if u]}
+        return _json(await self.s.on_node(read))
+
+    async def fence_add(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        device, replace = operations.fence_device(self.s.hive, body, n=self.s.config.n)
+        try:  # the agent's metadata: it must be installed here, and know every parameter given
+            await asyncio.to_thread(device.validate)
+        except FencingError as exc:
+            raise AdminError(f"{exc} (checked on node {self.s.me}; the agent must be installed on every node)") \
+                from None
+        seq = await self.s.submit(operations.add_fence_device(self.s.hive, device, replace))
+        return _json({"device": device.name, "seq": seq, "replaced": replace}, 200 if replace else 201)
+
+    async def fence_remove(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        return _json({"device": name, "seq": await self.s.submit(operations.remove_fence_device(self.s.hive, name))})
+
+    async def fence_test(self, request: web.Request) -> web.Response:
+        """``status`` of each node the device fences (or the one given): it reaches the device and reads the power,
+        and changes nothing."""
+        device = operations.find_fence_device(self.s.hive, request.match_info["name"])
+        body = await _body(request) if request.can_read_body else {}
+        node = body.get("node")
+        if node is not None and not device.covers(node):
+            raise AdminError(f"fence device {device.name!r} does not fence node {node}; it fences "
+                             f"{', '.join(device.nodes)}")
+        timeout_s = int(self.s.node.effective_config["cluster.fence_timeout_ms"]) / 1000
+        results = [await run_agent_async(device, "status", k, timeout_s=timeout_s)
+                   for k in ([str(node)] if node is not None else list(device.nodes))]
+        return _json({"device": device.name, "from_node": self.s.me, "ok": all(r.ok for r in results),
+                      "results": [{"node": r.node, "ok": r.ok, "power": r.power, "took_ms": r.took_ms,
+                                   "reason": r.reason} for r in results]})
+
+    async def fence_confirm(self, request: web.Request) -> web.Response:
+        """The administrator confirms a lost node is off (as ``stonith_admin --confirm``): its groups may move.
+        Told to every member (the coordinator places the groups)."""
+        body = await _body(request)
+        node = body.get("node")
+        if isinstance(node, bool) or not isinstance(node, int) or not 0 <= node < self.s.config.n:
+            raise AdminError(f'give the node that is off: {{"node": N}} with N in 0..{self.s.config.n - 1}')
+        members = self.s.members()
+        if not self.s.in_cluster():
+            raise AdminError(f"node {self.s.me} is not in the cluster; ask a member", 503)
+        if node in members:
+            raise AdminError(f"node {node} is a member of the cluster: it is up, there is nothing to confirm", 409)
+        await self.s.on_node(lambda: self.s.fencer.confirm(node))
+        others = [k for k in members if k != self.s.me]
+        answers = await asyncio.gather(*(self.s.rpc.call(k, "fence_confirm", {"node": node}) for k in others),
+                                       return_exceptions=True)
+        missed = [f"node {k}: {a}" for k, a in zip(others, answers, strict=True) if isinstance(a, Exception)]
+        return _json({"node": node, "confirmed_on": [self.s.me] + [k for k, a in zip(others, answers, strict=True)
+                                                                   if not isinstance(a, Exception)],
+                      "missed": missed})
+
+
 # -- what only the owner of a group can do (here, or asked over the transport) ------------------------
 def request_move(s: Service, slot: int, target: int) -> dict[str, Any]:
     if not s.in_cluster():
@@ -347,7 +418,12 @@ def rpc_handlers(s: Service) -> dict[str, Callable[[int, Mapping[str, Any]], Awa
         await s.on_node(s.leave)
         return {"node": s.me}
 
-    return {"move": move, "fail": fail, "local": local, "join": join, "leave": leave, "drain": drain}
+    async def fence_confirm(src: int, p: Mapping[str, Any]) -> Any:
+        await s.on_node(lambda: s.fencer.confirm(int(p["node"])))
+        return {"node": s.me}
+
+    return {"move": move, "fail": fail, "local": local, "join": join, "leave": leave, "drain": drain,
+            "fence_confirm": fence_confirm}
 
 
 # -- status ------------------------------------------------------------------------------------------
@@ -370,7 +446,7 @@ def local_status(s: Service) -> dict[str, Any]:
                                          "members": [k for k, x in enumerate(membership.members) if x]},
             "gum": {"state": m["gum"].state, "last_seq": int(gum.last_seq), "locker": int(gum.locker)},
             "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s),
-            "lease": s.lease.status() if s.lease is not None else {},
+            "lease": s.lease.status() if s.lease is not None else {}, "fencing": s.fencer.state(),
             "transport": s.peers.stats.as_dict() if s.peers is not None else {}, "quorum_disk": _quorum_disk(s)}
 
 

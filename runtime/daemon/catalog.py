@@ -8,6 +8,8 @@ Layout (keys and their values)::
     Cluster/Paused               "<node>": 1 paused, 0 resumed
     Cluster/Evicted              "<node>": true
     Cluster/Parameters           "<section.key>": a cluster-wide setting (``wolfpack cluster set``)
+    Cluster/FenceDevices/<name>  index (the order devices are tried in), agent, params {...}, nodes
+                                 {"<node>": plug or null} (``wolfpack fence add``)
     Groups/<name>                slot, state ("online" | "offline"), preferred [ids], failback (bool),
                                  failback_start, failback_end (hours, -1: any)
     Groups/<name>/Resources/<r>  index, type, properties {...}, depends_on [names], separate_monitor,
@@ -23,12 +25,15 @@ quorum log holds exactly what was applied.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wolfpack.runtime.db.hive import Hive
 from wolfpack.runtime.db.updates import Op
+from wolfpack.runtime.fencing import FenceDevice
+from wolfpack.runtime.fencing.errors import FenceConfigError
 from wolfpack.runtime.node.app import FailoverEvent, Update
 from wolfpack.runtime.node.layout import GroupConfig
 from wolfpack.spec.failover import NO_GROUP, WANTED_OFFLINE, WANTED_ONLINE
@@ -38,7 +43,11 @@ OWNERS = "Cluster/Owners"
 PAUSED = "Cluster/Paused"
 EVICTED = "Cluster/Evicted"
 PARAMETERS = "Cluster/Parameters"
+FENCE_DEVICES = "Cluster/FenceDevices"
+#: the cluster-wide setting that makes survivors fence a lost owner first (the failover manager's ``fencing``)
+FENCING = "cluster.fencing"
 GROUPS = "Groups"
+log = logging.getLogger("wolfpack.catalog")
 STATES = {"online": WANTED_ONLINE, "offline": WANTED_OFFLINE}
 
 #: resource values that become the resource machine's record (RestartAction ... RetryPeriodOnFailure)
@@ -135,6 +144,37 @@ def parameters(hive: Hive) -> dict[str, Any]:
     return dict(hive.values(PARAMETERS)) if hive.exists(PARAMETERS) else {}
 
 
+def fence_device_key(name: str) -> str:
+    return f"{FENCE_DEVICES}/{name}"
+
+
+def fence_devices(hive: Hive) -> list[FenceDevice]:
+    """The cluster's fence devices, in the order they are tried (each checked as it is read: a bad one is left out
+    with an error in the log, the others still fence)."""
+    if not hive.exists(FENCE_DEVICES):
+        return []
+    found: list[tuple[int, FenceDevice]] = []
+    for name in hive.subkeys(FENCE_DEVICES):
+        values = hive.values(fence_device_key(name))
+        try:
+            device = FenceDevice.from_config({"name": name, "agent": values.get("agent", ""),
+                                              "params": values.get("params") or {}, "nodes": values.get("nodes") or {}})
+        except FenceConfigError as exc:
+            log.error("fence device %s in the cluster database is unusable (%s): fix it with `wolfpack fence add` "
+                      "or remove it", name, exc)
+            continue
+        found.append((_int(values.get("index"), 0), device))
+    return [d for _, d in sorted(found, key=lambda pair: (pair[0], pair[1].name))]
+
+
+def fencing_event(required: bool) -> FailoverEvent:
+    return ("fencing_configured", {"required": int(required)})
+
+
+def fencing_required(value: Any) -> bool:
+    return bool(value == "required")
+
+
 def free_slot(hive: Hive, slots: int) -> int | None:
     used = {g.slot for g in groups(hive).values()}
     return next((s for s in range(slots) if s not in used), None)
@@ -206,6 +246,8 @@ def events_of(before: Mapping[int, GroupInfo], hive: Hive, ops: Sequence[Op], n:
             events.append(("owner_applied", {"group": int(op["name"]), "node": int(op["value"])}))
         elif key == PAUSED and op["op"] == "set_value":
             events.append(("paused_applied", {"node": int(op["name"]), "paused": int(op["value"])}))
+        elif key == PARAMETERS and op["op"] == "set_value" and op.get("name") == FENCING:
+            events.append(fencing_event(fencing_required(op["value"])))
         elif (name := _group_of(key)) is not None:
             for slot in [s for s, g in {**before, **after}.items() if g.name == name]:
                 if slot not in configured:
@@ -219,4 +261,6 @@ def state_events(hive: Hive, n: int) -> list[FailoverEvent]:
     events = [configured_event(g, g.slot, n) for g in sorted(by_slot(hive).values(), key=lambda g: g.slot)]
     events += [("owner_applied", {"group": s, "node": k}) for s, k in sorted(owners(hive).items())]
     events += [("paused_applied", {"node": k, "paused": p}) for k, p in sorted(paused(hive).items()) if 0 <= k < n]
+    if FENCING in parameters(hive):
+        events.append(fencing_event(fencing_required(parameters(hive)[FENCING])))
     return events

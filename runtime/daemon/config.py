@@ -107,6 +107,16 @@ SETTINGS: tuple[Setting, ...] = (
             "reservations, the owner fences the others) or scsi2 (MSCS reserve, reset and challenge)",
             check=lambda v: None if v in ARBITRATIONS else f"must be one of {', '.join(ARBITRATIONS)}"),
     Setting("cluster", "max_groups", int, 16, "group slots of the failover manager", check=_positive),
+    Setting("cluster", "fencing", str, "required" if d.FENCING_REQUIRED else "off",
+            "required: the survivors fence a lost owner (STONITH, with the fence devices of `wolfpack fence add`) "
+            "before they take over its groups, and a failed fence leaves them offline; off: they rely on the lease "
+            "and the quorum alone", cluster_wide=True,
+            check=lambda v: None if v in ("off", "required") else "must be off or required"),
+    Setting("cluster", "fence_action", str, "reboot", "what a fence does to a lost node: reboot (Pacemaker's "
+            "default: it comes back and rejoins) or off", cluster_wide=True,
+            check=lambda v: None if v in ("off", "reboot") else "must be off or reboot"),
+    Setting("cluster", "fence_timeout_ms", int, 60_000, "how long one fence agent may take (each device that "
+            "covers the node is tried in turn)", cluster_wide=True, check=_positive),
     Setting("node", "id", int, None, "this node's id, one of [[nodes]]"),
     Setting("node", "data_dir", str, None, "the node's database, quorum log, state and logs"),
     Setting("node", "run_dir", str, "", "sockets and monitor files (default: DATA_DIR/run)"),

@@ -128,6 +128,9 @@ class DaemonNode(MachineHost):
             self.trace.machine(name, live, self._context())
         for info in catalog.groups(self.database.hive).values():
             self.build_group(info)
+        # the node's own fencing setting; a cluster-wide one, if set, comes with the database's content below
+        trigger, args = catalog.fencing_event(catalog.fencing_required(self.config["cluster.fencing"]))
+        self.feed("failover", trigger, **args)
         for trigger, args in catalog.state_events(self.database.hive, self.n):  # the database's content
             self.feed("failover", trigger, **args)
 

@@ -16,6 +16,8 @@ from wolfpack.errors import ResourceTypeError, WolfpackError
 from wolfpack.runtime.daemon import catalog
 from wolfpack.runtime.db.hive import Hive
 from wolfpack.runtime.db.updates import InvalidOperation, check_key
+from wolfpack.runtime.fencing import FenceDevice
+from wolfpack.runtime.fencing.errors import FenceConfigError
 from wolfpack.runtime.resource_types.base import load_type
 from wolfpack.spec import dependencies
 from wolfpack.spec.placement import ClusterView, GroupPlacement, place
@@ -202,6 +204,66 @@ def delete_resource(hive: Hive, name: str) -> Ops:
 
 def set_parameters(hive: Hive, values: Mapping[str, Any]) -> Ops:
     return [{"op": "create_key", "key": catalog.PARAMETERS}] + _set(catalog.PARAMETERS, values)
+
+
+def fence_device(hive: Hive, body: Mapping[str, Any], *, n: int) -> tuple[FenceDevice, bool]:
+    """The fence device an administrator gives (``{name, agent, params, nodes, replace}``), checked in form (the
+    agent's own metadata is checked by the caller, which may block); whether it replaces one of that name."""
+    name = check_name("fence device", body.get("name"))
+    nodes = body.get("nodes")
+    if isinstance(nodes, list):
+        nodes = {str(k): None for k in nodes}
+    if not isinstance(nodes, dict) or not nodes:
+        raise AdminError(f"fence device {name!r}: give the nodes it fences, each with its plug if the agent needs "
+                         'one: {"nodes": {"1": "outlet-1"}} or {"nodes": [1]} (the CLI: --node 1[=PLUG])')
+    bad = [k for k in nodes if not (str(k).isdigit() and 0 <= int(k) < n)]
+    if bad:
+        raise AdminError(f"fence device {name!r}: nodes {', '.join(map(str, bad))} are not node ids in 0..{n - 1}")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise AdminError(f"fence device {name!r}: params must be an object of agent parameters, e.g. "
+                         '{"ip": "10.0.0.21", "username": "admin"}')
+    try:
+        device = FenceDevice.from_config({"name": name, "agent": body.get("agent") or "", "params": params,
+                                          "nodes": nodes})
+    except FenceConfigError as exc:
+        raise AdminError(str(exc)) from None
+    exists = hive.exists(catalog.fence_device_key(name))
+    if exists and not body.get("replace"):
+        raise AdminError(f"fence device {name!r} exists; remove it first (`wolfpack fence remove {name}`) or "
+                         "replace it (--replace)", 409)
+    return device, exists
+
+
+def add_fence_device(hive: Hive, device: FenceDevice, replace: bool) -> Ops:
+    key = catalog.fence_device_key(device.name)
+    if replace:
+        index = _int_value(hive.values(key).get("index"))
+    else:
+        indices = [_int_value(hive.values(catalog.fence_device_key(d)).get("index"))
+                   for d in (hive.subkeys(catalog.FENCE_DEVICES) if hive.exists(catalog.FENCE_DEVICES) else [])]
+        index = max(indices, default=-1) + 1
+    ops: Ops = [{"op": "create_key", "key": catalog.FENCE_DEVICES}, {"op": "create_key", "key": key}]
+    return ops + _set(key, {"index": index, "agent": device.agent, "params": device.params, "nodes": device.nodes})
+
+
+def _int_value(value: object) -> int:
+    return int(value) if isinstance(value, int) else 0
+
+
+def find_fence_device(hive: Hive, name: str) -> FenceDevice:
+    found = next((d for d in catalog.fence_devices(hive) if d.name == name), None)
+    if found is None:
+        known = ", ".join(d.name for d in catalog.fence_devices(hive)) or "none yet"
+        raise AdminError(f"there is no fence device {name!r} (devices: {known}); add one with `wolfpack fence add`",
+                         404)
+    return found
+
+
+def remove_fence_device(hive: Hive, name: str) -> Ops:
+    if not hive.exists(catalog.fence_device_key(name)):
+        find_fence_device(hive, name)  # the error that lists the devices
+    return [{"op": "delete_key", "key": catalog.fence_device_key(name)}]
 
 
 def evict(hive: Hive, node: int, *, members: Sequence[int], n: int) -> Ops:

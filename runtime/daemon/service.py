@@ -27,6 +27,7 @@ from typing import Any
 
 from wolfpack.runtime.daemon import catalog, operations
 from wolfpack.runtime.daemon.config import NodeConfig
+from wolfpack.runtime.daemon.fencer import Fencer
 from wolfpack.runtime.daemon.lease import LeaseKeeper
 from wolfpack.runtime.daemon.node import DaemonNode
 from wolfpack.runtime.daemon.operations import AdminError
@@ -89,6 +90,7 @@ class Service:
                       record_epoch=lambda epoch: self.quorum_disk.record_epoch(epoch) if self.quorum_disk else None,
                       load_database=lambda sponsor: self.transfer.load(sponsor),
                       ended=self._update_ended,
+                      fence=lambda nodes: self.fencer.fence(nodes),
                       defer=lambda fn, what: self.node.post(fn))
         database = HiveDatabase(self.hive, self.quorum_log, self.config.n,
                                 lambda: int(self.node.machines["membership"].record.epoch),
@@ -97,6 +99,8 @@ class Service:
                                 if self.quorum_disk else None)
         self.node = DaemonNode(self.config, database, self.state, self.trace, self._send, hooks)
         self.transfer = Transfer(self.node, self._send, on_loaded=self._relayout_all)
+        self.fencer = Fencer(self.hive, lambda: self.node.effective_config, self.node.post, self.node.feed,
+                             self._spawn)
 
     def _disk_command(self, effect: Emitted) -> None:
         if self.quorum_disk is None:

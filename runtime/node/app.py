@@ -25,7 +25,8 @@ neither messages nor timers, by the rules of ``docs/design/cluster-protocols.md`
   ``offline_resources`` drive the resource machines, whose ``call`` effects
   go to the node's resource driver (simulated, or the resource monitors);
 * **the rest** goes to :class:`Hooks` the shell supplies: the quorum disk's
-  commands, the database transfer of a join, the quorum log on the disk.
+  commands, the database transfer of a join, the quorum log on the disk, the
+  fence devices.
 
 Nothing here touches a socket, a file or a clock: the simulator and the
 daemon hand it their :class:`~wolfpack.runtime.node.host.MachineHost`.
@@ -95,6 +96,9 @@ class Hooks:
     committed: Callable[[int, Update], None] = lambda seq, payload: None
     #: this node's own update ended: "committed", "aborted", "interrupted" or "refused" (with its payload)
     ended: Callable[[str, Update], None] = lambda outcome, payload: None
+    #: the failover manager asks to fence these nodes (fencing required); the shell feeds back ``fence_succeeded``
+    #: or ``fence_failed`` for each (the default fences nothing: a shell without fence devices never says it did)
+    fence: Callable[[list[int]], None] = lambda nodes: None
     #: run a function after the current step (the event loop's ``call_soon``)
     defer: Callable[[Callable[[], None], str], None] = lambda fn, what: fn()
 
@@ -289,6 +293,8 @@ class NodeApp:
                 self._group(int(g), "offline")
         elif name == "halt_groups":
             self.halt_groups()
+        elif name == "fence_nodes":
+            self.hooks.fence([int(k) for k in args["nodes"]])
 
     def _group(self, g: int, trigger: str, **args: Any) -> None:
         name = group_machine_name(g)
