@@ -447,6 +447,7 @@ def local_status(s: Service) -> dict[str, Any]:
             "gum": {"state": m["gum"].state, "last_seq": int(gum.last_seq), "locker": int(gum.locker)},
             "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s),
             "lease": s.lease.status() if s.lease is not None else {}, "fencing": s.fencer.state(),
+            "watchdog": s.watchdog.status(),
             "transport": s.peers.stats.as_dict() if s.peers is not None else {}, "quorum_disk": _quorum_disk(s)}
 
 

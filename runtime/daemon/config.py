@@ -51,6 +51,7 @@ from typing import Any
 
 from wolfpack.errors import ConfigError
 from wolfpack.hw.device import shared_disk_problem
+from wolfpack.hw.watchdog import watchdog_problem
 from wolfpack.proofs import timing
 from wolfpack.runtime.node.layout import ARBITRATIONS, QUORUMS
 from wolfpack.spec import defaults as d
@@ -130,6 +131,11 @@ SETTINGS: tuple[Setting, ...] = (
             "lost), start its cluster role again this much later, as a service manager restarts a failed "
             "service (0: never; `wolfpack node join` then does)",
             check=lambda v: None if v >= 0 else "must be >= 0"),
+    Setting("node", "watchdog", str, "none", "a hardware watchdog the daemon pets only while its lease is fresh, so "
+            "a hang of the whole node resets it (SBD-style): \"none\" (the default) or a device such as "
+            "/dev/watchdog (softdog, iTCO_wdt, ipmi_watchdog...)", check=watchdog_problem),
+    Setting("node", "watchdog_timeout_s", int, 5, "the watchdog's timeout: a node that stops petting it is reset "
+            "this long after the last pet", check=_positive),
     Setting("admin", "listen", str, "127.0.0.1:0", "the admin API's HOST:PORT (port 0: any free port)",
             check=_address_text),
     Setting("admin", "socket", str, "", "also serve the admin API on this Unix socket (default: RUN_DIR/admin.sock; "

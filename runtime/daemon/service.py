@@ -37,6 +37,7 @@ from wolfpack.runtime.daemon.rpc import Rpc
 from wolfpack.runtime.daemon.store import HiveDatabase, NodeState
 from wolfpack.runtime.daemon.trace import TraceWriter
 from wolfpack.runtime.daemon.transfer import Transfer
+from wolfpack.runtime.daemon.watchdog import WatchdogKeeper
 from wolfpack.runtime.db.hive import Hive
 from wolfpack.runtime.db.quorum_log import QuorumLog
 from wolfpack.runtime.heartbeat import HeartbeatTimer
@@ -71,6 +72,7 @@ class Service:
         self._told_waiting = False
         self.quorum_disk: QuorumDisk | None = None
         self.lease: LeaseKeeper | None = None
+        self.watchdog = WatchdogKeeper(str(config["node.watchdog"]), int(config["node.watchdog_timeout_s"]))
 
     # -- assembly -----------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -169,10 +171,19 @@ class Service:
         self.lease.renew(membership.state, self.node.machines["gum"].state == "Halted", int(membership.record.epoch),
                          bool(getattr(membership.record, "holds_disk", False)), vouches)
 
+    def _lease_ended(self, state: str) -> None:
+        """The node halted or left: no lease from now on (the monitors stop the resources), no watchdog."""
+        why = "this node halted" if state == "Halted" else "this node left the cluster"
+        if self.lease is not None:
+            self.lease.end(why)
+        self.watchdog.release(why)
+
     def _lease_ticks(self) -> None:
         """Every heartbeat period, in the loop: the lease is renewed only while the loop runs."""
         try:
             self._renew_lease()
+            if self.lease is not None:
+                self.watchdog.tick(self.lease.page.read().fresh())
         except Exception:
             log.exception("the lease could not be renewed; it lapses and the monitors stop the resources")
         if not self._stop.is_set():
@@ -408,6 +419,7 @@ class Service:
             self.lease = LeaseKeeper(self.config.run_dir / "lease", self.me, len(self.config.nodes),
                                      str(self.config["cluster.quorum"]), timing["lease_ms"])
             stack.callback(self.lease.close)
+            stack.callback(lambda: self.watchdog.release("the daemon stops"))
             self.bridge = ResourceBridge(self.config.run_dir, self.node.post, self.node.feed, spawn=self._spawn,
                                          env=node_env, lease=self.lease.path, lease_kill_ms=timing["lease_kill_ms"])
             self.rpc = Rpc(self._send, self._rpc_handlers(), self._spawn)
@@ -423,8 +435,7 @@ class Service:
             stack.push_async_callback(self.bridge.shutdown)
             self.node.on_group_offline = self._after_offline
             self.node.on_halted = self._halted
-            self.node.on_left = lambda state: self.lease.end(
-                "this node halted" if state == "Halted" else "this node left the cluster") if self.lease else None
+            self.node.on_left = self._lease_ended
             self.node.on_installed = self._epoch_installed
             for info in catalog.groups(self.hive).values():
                 self._bind_group(info)
