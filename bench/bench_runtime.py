@@ -5,6 +5,7 @@
     sudo .venv/bin/python bench/bench_runtime.py updates --seconds 10
     sudo .venv/bin/python bench/bench_runtime.py idle --seconds 60
     sudo .venv/bin/python bench/bench_runtime.py saturated --seconds 600
+    sudo .venv/bin/python bench/bench_runtime.py stall --trials 20 --freeze 5
 
 ``failover``: kill -9 of the group's owner, then from the survivors' transition logs: the time to the first
 suspicion, to the new membership, and to the group Online on another node (p50, p99, max); the killed node is
@@ -14,6 +15,10 @@ global updates per second committed on 3 nodes (every one fsync'd to each node's
 hive), submitted by concurrent clients on every node.
 ``idle``: CPU and RSS of each node's daemon and resource monitor with one group online.  ``saturated``: both
 cores busy with spinning processes for the given time; counts false suspicions (a node suspected while it runs).
+``stall``: Debian's redis-server as the group's application, a PING probe every 20 ms inside each node's namespace;
+the owner's daemon is frozen (SIGSTOP) for ``--freeze`` seconds, then woken: the time from SIGSTOP to the frozen
+copy's last answer (its monitor's lease lapsed), to the new owner's first answer, and the time two copies answered
+at once (judged from the probes, not from the daemons).
 
 Figures are printed, never asserted; these machines are shared and noisy.
 """
@@ -24,6 +29,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
 from netns import Network, formed
+from probe import last_answer, overlaps, redis_group, start_probers, stop_probers
 
 from wolfpack.hw.tgtd import Tgtd
 from wolfpack.runtime.daemon.lab import LabCluster
@@ -71,6 +78,7 @@ def cluster(loopback: bool, extra: dict[str, str] | None = None, disk: bool = Fa
             for i in range(3):
                 lab.wait_api(i)
             formed(lab, [0, 1, 2])
+            lab.network = network  # type: ignore[attr-defined]
             yield lab
             lab.stop_all()
     finally:
@@ -214,19 +222,62 @@ def saturated(args: argparse.Namespace) -> None:
           f"epochs at the end {sorted(epochs)}; web {owner['state']} on node {owner['owner']}")
 
 
+def stall(args: argparse.Namespace) -> None:
+    stopped_ms, answered_ms, both_ms = [], [], []
+    with cluster(False, args.set) as lab:
+        network = lab.network
+        redis_group(lab, 0)
+        for trial in range(args.trials):
+            asked = next(i for i in range(3) if lab.nodes[i].running)
+            owner = int(lab.group(asked, "cache")["owner"])
+            others = [i for i in range(3) if i != owner]
+            probers = start_probers(network)
+            try:
+                time.sleep(0.5)
+                daemon = lab.nodes[owner].process
+                frozen = time.monotonic_ns()
+                daemon.send_signal(signal.SIGSTOP)
+                time.sleep(args.freeze)
+                daemon.send_signal(signal.SIGCONT)
+                lab.wait_for("cache online elsewhere", lambda: (g := lab.group(others[0], "cache"))["state"]
+                             == "Online" and g["owner"] in others, 30, every_s=0.02)
+                time.sleep(0.5)
+            finally:
+                stop_probers(probers)
+            new = int(lab.group(others[0], "cache")["owner"])
+            last = last_answer(probers[owner])
+            first_new = min((t for t, ok in probers[new].samples if ok and t > frozen), default=None)
+            both = sum(ms for _, _, ms in overlaps(probers))
+            both_ms.append(both)
+            if last is not None:
+                stopped_ms.append((last - frozen) / 1e6)
+            if first_new is not None:
+                answered_ms.append((first_new - frozen) / 1e6)
+            print(f"trial {trial + 1:2d}: node {owner}'s daemon frozen {args.freeze:g} s; its copy last answered "
+                  f"{stopped_ms[-1] if last is not None else float('nan'):.0f} ms after SIGSTOP, node {new}'s first "
+                  f"{answered_ms[-1] if first_new is not None else float('nan'):.0f} ms after; two copies answered "
+                  f"for {both:.0f} ms", flush=True)
+            formed(lab, [0, 1, 2], 60)
+    print()
+    print(summary("SIGSTOP -> frozen copy stopped", stopped_ms))
+    print(summary("SIGSTOP -> new owner answers", answered_ms))
+    print(summary("two copies answering at once", both_ms))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["failover", "updates", "idle", "saturated"])
+    p.add_argument("what", choices=["failover", "updates", "idle", "saturated", "stall"])
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clients", type=int, default=6)
+    p.add_argument("--freeze", type=float, default=5.0, help="stall: seconds the owner's daemon stays frozen")
     p.add_argument("--disk", action="store_true", help="disk quorum on a private tgtd LUN (SCSI-3 arbitration)")
     p.add_argument("--loopback", action="store_true", help="run on 127.0.0.1 (no root) instead of namespaces")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a setting for every node, e.g. timing.takeover_wait_ms=400 (checked like the daemon does)")
     args = p.parse_args()
     args.set = dict(item.split("=", 1) for item in args.set)
-    {"failover": failover, "updates": updates, "idle": idle, "saturated": saturated}[args.what](args)
+    {"failover": failover, "updates": updates, "idle": idle, "saturated": saturated, "stall": stall}[args.what](args)
 
 
 if __name__ == "__main__":

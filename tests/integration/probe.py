@@ -85,8 +85,8 @@ def stop_probers(probers: list[Prober]) -> None:
     time.sleep(0.1)  # the readers take the last lines
 
 
-def two_copies(probers: list[Prober]) -> list[str]:
-    """Every moment two nodes' copies answered: two stretches of answers that overlap."""
+def overlaps(probers: list[Prober]) -> list[tuple[int, int, float]]:
+    """Every stretch in which two nodes' copies both answered: (node, node, milliseconds)."""
     found = []
     for a in probers:
         for b in probers:
@@ -94,9 +94,13 @@ def two_copies(probers: list[Prober]) -> list[str]:
                 for s1, e1 in a.runs():
                     for s2, e2 in b.runs():
                         if s1 <= e2 and s2 <= e1:
-                            found.append(f"nodes {a.node} and {b.node} both answered for "
-                                         f"{(min(e1, e2) - max(s1, s2)) / 1e6:.0f} ms")
+                            found.append((a.node, b.node, (min(e1, e2) - max(s1, s2)) / 1e6))
     return found
+
+
+def two_copies(probers: list[Prober]) -> list[str]:
+    """Every moment two nodes' copies answered, said in words."""
+    return [f"nodes {a} and {b} both answered for {ms:.0f} ms" for a, b, ms in overlaps(probers)]
 
 
 def redis_group(lab: LabCluster, owner: int) -> None:
