@@ -6,6 +6,7 @@
     sudo .venv/bin/python bench/bench_runtime.py idle --seconds 60
     sudo .venv/bin/python bench/bench_runtime.py saturated --seconds 600
     sudo .venv/bin/python bench/bench_runtime.py stall --trials 20 --freeze 5
+    sudo .venv/bin/python bench/bench_runtime.py linkfaults --trials 20 [--faults cut,tcp_only,...]
 
 ``failover``: kill -9 of the group's owner, then from the survivors' transition logs: the time to the first
 suspicion, to the new membership, and to the group Online on another node (p50, p99, max); the killed node is
@@ -19,6 +20,10 @@ cores busy with spinning processes for the given time; counts false suspicions (
 the owner's daemon is frozen (SIGSTOP) for ``--freeze`` seconds, then woken: the time from SIGSTOP to the frozen
 copy's last answer (its monitor's lease lapsed), to the new owner's first answer, and the time two copies answered
 at once (judged from the probes, not from the daemons).
+``linkfaults`` (issue 15): each fault of :data:`FAULTS` on the owner's link, ``--trials`` times, beside kill -9 in
+the same run: the time from the fault to the group Online on another node (p50, p99, max, and the ratio of the p99
+to kill -9's), the trials in which the group did not move (the fault left the owner in the cluster), and every halt
+of a node that was in the surviving majority (the goal is none).
 
 Figures are printed, never asserted; these machines are shared and noisy.
 """
@@ -264,20 +269,102 @@ def stall(args: argparse.Namespace) -> None:
     print(summary("two copies answering at once", both_ms))
 
 
+def _drop(rules: list[tuple[str, str]]) -> Any:
+    return lambda net, i: net.drop(i, rules)
+
+
+#: the link faults: name -> (apply(network, node), heal(network, node)); every rule only on the node's eth0 (its
+#: admin socket and loopback stay up)
+FAULTS: dict[str, tuple[Any, Any]] = {
+    "cut": (lambda net, i: net.cut(i), lambda net, i: net.heal(i)),
+    "one_way_in": (_drop([("input", "iifname eth0")]), lambda net, i: net.undrop(i)),
+    "one_way_out": (_drop([("output", "oifname eth0")]), lambda net, i: net.undrop(i)),
+    "tcp_only": (_drop([("input", "iifname eth0 meta l4proto tcp"), ("output", "oifname eth0 meta l4proto tcp")]),
+                 lambda net, i: net.undrop(i)),
+    "heartbeat_only": (_drop([("input", "iifname eth0 meta l4proto udp"),
+                              ("output", "oifname eth0 meta l4proto udp")]), lambda net, i: net.undrop(i)),
+    "flap": (None, None),  # 5 times: down 300 ms, up 300 ms
+    "loss30": (_drop([("input", "iifname eth0 numgen random mod 100 lt 30"),
+                      ("output", "oifname eth0 numgen random mod 100 lt 30")]), lambda net, i: net.undrop(i)),
+}
+
+
+def _flap(net: Network, i: int) -> None:
+    for _ in range(5):
+        net.cut(i)
+        time.sleep(0.3)
+        net.heal(i)
+        time.sleep(0.3)
+
+
+def linkfaults(args: argparse.Namespace) -> None:
+    chosen = ["kill", *(args.faults.split(",") if args.faults else FAULTS)]
+    results: dict[str, list[float]] = {f: [] for f in chosen}
+    stayed: dict[str, int] = dict.fromkeys(chosen, 0)
+    majority_halts: dict[str, list[str]] = {f: [] for f in chosen}
+    with cluster(False, args.set) as lab:
+        network = lab.network
+        group_online(lab, 0)
+        for fault in chosen:
+            for trial in range(args.trials):
+                asked = next(i for i in range(3) if lab.nodes[i].running)
+                owner = int(lab.group(asked, "web")["owner"])
+                survivors = [i for i in range(3) if i != owner]
+                since = time.time_ns() // 1_000_000
+                t0 = time.monotonic()
+                if fault == "kill":
+                    lab.kill(owner)
+                elif fault == "flap":
+                    _flap(network, owner)
+                else:
+                    FAULTS[fault][0](network, owner)
+                try:
+                    lab.wait_for("failover", lambda: (g := lab.group(survivors[0], "web"))["state"] == "Online"
+                                 and g["owner"] != owner, args.wait, every_s=0.01)
+                    took = (time.monotonic() - t0) * 1000
+                    results[fault].append(took)
+                    moved = f"web online elsewhere after {took:.0f} ms"
+                except Exception:
+                    stayed[fault] += 1
+                    moved = f"web did not move within {args.wait:g} s"
+                finally:
+                    if fault == "kill":
+                        lab.start(owner)
+                    elif fault != "flap":
+                        FAULTS[fault][1](network, owner)
+                formed(lab, [0, 1, 2], 90)
+                halts = [f"node {i} at +{r['t'] - since} ms ({r['trigger']})" for i in survivors for r in lab.trace(i)
+                         if r.get("kind") == "step" and r["t"] >= since and r.get("machine") == "membership"
+                         and r.get("dest") == "Halted" and r.get("source") != "Halted"]
+                majority_halts[fault] += halts
+                print(f"{fault} trial {trial + 1:2d}: node {owner}; {moved}; majority halts: {halts or 'none'}",
+                      flush=True)
+    print()
+    kill_p99 = percentile(results["kill"], 99) if results["kill"] else None
+    for fault in chosen:
+        values = results[fault]
+        ratio = f"  p99/kill p99 {percentile(values, 99) / kill_p99:4.2f}" if values and kill_p99 else ""
+        line = summary(f"{fault} -> group online elsewhere", values) if values else f"{fault:<34} n=  0"
+        print(f"{line}{ratio}  did not move: {stayed[fault]}  majority halts: {len(majority_halts[fault])}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=["failover", "updates", "idle", "saturated", "stall"])
+    p.add_argument("what", choices=["failover", "updates", "idle", "saturated", "stall", "linkfaults"])
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--freeze", type=float, default=5.0, help="stall: seconds the owner's daemon stays frozen")
+    p.add_argument("--faults", default="", help=f"linkfaults: a comma-separated choice of {', '.join(FAULTS)}")
+    p.add_argument("--wait", type=float, default=15.0, help="linkfaults: seconds to wait for the group to move")
     p.add_argument("--disk", action="store_true", help="disk quorum on a private tgtd LUN (SCSI-3 arbitration)")
     p.add_argument("--loopback", action="store_true", help="run on 127.0.0.1 (no root) instead of namespaces")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="a setting for every node, e.g. timing.takeover_wait_ms=400 (checked like the daemon does)")
     args = p.parse_args()
     args.set = dict(item.split("=", 1) for item in args.set)
-    {"failover": failover, "updates": updates, "idle": idle, "saturated": saturated, "stall": stall}[args.what](args)
+    {"failover": failover, "updates": updates, "idle": idle, "saturated": saturated, "stall": stall,
+     "linkfaults": linkfaults}[args.what](args)
 
 
 if __name__ == "__main__":

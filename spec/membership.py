@@ -4,10 +4,11 @@ One instance per node.  Forming, joining and recovering from a failure are
 one mechanism: a *regroup round*.  A round has a number, the epoch it
 proposes.  Every node that takes part broadcasts its status: the nodes it can
 hear (its connectivity row).  When the collection time is over, the
-*coordinator* (the lowest id among the nodes that answered and that this
-node hears and is heard by, as the rows of the round say) prunes the
-answering nodes to a fully connected set (Tandem's connectivity matrix,
-greedily in id order starting from itself), asks the quorum rule whether that
+*coordinator* (among the nodes that answered and that this node hears and is
+heard by, as the rows of the round say: the one with the newest installed
+epoch, the lowest id among equals) prunes the answering nodes to a fully
+connected set (Tandem's connectivity matrix, greedily from itself: first the
+nodes at its epoch, then the others, each in id order), asks the quorum rule whether that
 set may survive, and proposes it with ``install``.  A node accepts at most one
 proposal per round, never one of an older round, and acknowledges it.  The
 coordinator commits once the quorum rule holds for the acknowledgements:
@@ -75,21 +76,34 @@ def make_membership_spec(n: int) -> Spec:
         """Whom this node hears: configured, not suspected (and itself)."""
         return tuple(Or(k == r.me, And(r.configured[k], Not(r.suspects[k]))) for k in ks)
 
+    def ranks_above_me(r: Any, k: Any) -> Any:
+        """Node k comes before this node as a coordinator: a newer installed epoch, or the same and a lower id.
+        A node coming back with an older epoch (it was cut off, or down) never coordinates the nodes that went
+        on without it: it would prune the set from itself and could leave out a member of the current
+        membership whose status it has not heard yet (a TCP link still reconnecting), halting a healthy
+        majority's node (issue 15)."""
+        return Or(Select(r.epochs, k) > r.epoch, And(Select(r.epochs, k) == r.epoch, k < r.me))
+
     def coordinator_is_me(r: Any) -> Any:
-        """No lower node answered that this node and it both hear (their rows of the round): a node that hears
-        nobody, or that nobody hears, cannot coordinate the others (it could not form a set with them)."""
+        """No node that ranks above this one answered that this node and it both hear (their rows of the round): a
+        node that hears nobody, or that nobody hears, cannot coordinate the others (it could not form a set with
+        them)."""
         return ForAll(ks, lambda k: Implies(And(r.heard[k], Select(r.conn, r.me + k * n), Select(r.conn, r.me * n + k)),
-                                            k >= r.me))
+                                            Not(ranks_above_me(r, k))))
 
     def pruned(r: Any) -> tuple[Any, ...]:
-        """Greedy fully connected set from this node, in id order."""
+        """Greedy fully connected set from this node: first the nodes at its epoch (the current membership, as
+        the coordinator has the newest epoch it hears), then the others, each pass in id order."""
         chosen: list[Any] = [k == r.me for k in ks]
 
         def connected_to_chosen(k: int) -> Any:
             return ForAll(ks, lambda j: Implies(chosen[j], And(r.conn[j * n + k], r.conn[k * n + j])))
 
-        for k in ks:  # ids below k are decided; above k only this node itself is in
-            chosen[k] = Or(chosen[k], And(r.heard[k], connected_to_chosen(k)))
+        for current in (True, False):
+            for k in ks:
+                at_my_epoch = r.epochs[k] >= r.epoch
+                candidate = And(r.heard[k], at_my_epoch if current else Not(at_my_epoch))
+                chosen[k] = Or(chosen[k], And(candidate, connected_to_chosen(k)))
         return tuple(chosen)
 
     def sponsor_of(r: Any, members: tuple[Any, ...]) -> tuple[Any, Any]:
@@ -198,7 +212,11 @@ def make_membership_spec(n: int) -> Spec:
         return Not(coordinator_is_me(r))
 
     def acceptable(r: Any, e: Any) -> Any:
-        return And(e.round >= r.round, e.round > r.acked, e.round > r.epoch, e.src <= r.me)
+        """A proposal of this round or a newer one, not acknowledged yet, from a coordinator that ranks at or above
+        this node: its epoch (the proposal's base: the coordinator has the newest epoch of its set) is newer, or
+        the same and its id is not higher."""
+        return And(e.round >= r.round, e.round > r.acked, e.round > r.epoch,
+                   Or(e.base > r.epoch, And(e.base == r.epoch, e.src <= r.me)))
 
     def includes_me(r: Any, e: Any) -> Any:
         return Exists(ks, lambda k: And(k == r.me, getattr(e, f"m{k}") == 1))
