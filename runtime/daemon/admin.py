@@ -371,6 +371,7 @@ def local_status(s: Service) -> dict[str, Any]:
             "gum": {"state": m["gum"].state, "last_seq": int(gum.last_seq), "locker": int(gum.locker)},
             "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s),
             "lease": s.lease.status() if s.lease is not None else {},
+            "reconcile": s.reconciler.status() if s.reconciler is not None else {},
             "transport": s.peers.stats.as_dict() if s.peers is not None else {}, "quorum_disk": _quorum_disk(s)}
 
 
