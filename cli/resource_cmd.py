@@ -63,7 +63,9 @@ def types(api: str | None, token: str | None, config_path: Path | None, fmt: str
 @click.option("--depends-on", help="Resources of the same group it needs online first, e.g. ip,disk.")
 @click.option("--separate-monitor", is_flag=True, help="Run it in a resource monitor of its own (R1).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
-              help="looks_alive_ms, is_alive_ms, pending_timeout_ms, restart_threshold, restart_delay_ms, ...")
+              help="looks_alive_ms, is_alive_ms, pending_timeout_ms, restart_threshold, restart_delay_ms, ..., "
+                   "multiple_active=stop_start|block (a copy found on a node that does not own the group: "
+                   "stop it, the default; or stop nothing and keep that node out of the cluster).")
 @api_options
 def create(group: str, name: str, type_name: str, props: tuple[str, ...], depends_on: str | None,
            separate_monitor: bool, settings: tuple[str, ...], api: str | None, token: str | None,

@@ -448,6 +448,7 @@ def local_status(s: Service) -> dict[str, Any]:
             "groups": groups, "monitors": s.bridge.state(), "heartbeat": _heartbeat(s),
             "lease": s.lease.status() if s.lease is not None else {}, "fencing": s.fencer.state(),
             "watchdog": s.watchdog.status(),
+            "reconcile": s.reconciler.status() if s.reconciler is not None else {},
             "transport": s.peers.stats.as_dict() if s.peers is not None else {}, "quorum_disk": _quorum_disk(s)}
 
 

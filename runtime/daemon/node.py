@@ -100,6 +100,8 @@ class DaemonNode(MachineHost):
         self.on_left: Callable[[str], None] = lambda state: None
         #: told the epoch and the members the membership machine installs (the heartbeats carry them)
         self.on_installed: Callable[[int, list[int]], None] = lambda epoch, members: None
+        #: told every step a machine logs (machine, record), after the node's own bookkeeping
+        self.on_step: Callable[[str, Mapping[str, Any]], None] = lambda machine, record: None
         #: names of the reports the machines made since the last clear (e.g. the failover's move_refused)
         self.reports: list[str] = []
         timing = config.timing
@@ -183,6 +185,7 @@ class DaemonNode(MachineHost):
         if (machine.startswith("group") and record.get("dest") in ("Offline", "Failed")
                 and record.get("source") != record.get("dest")):
             self.on_group_offline(machine)
+        self.on_step(machine, record)
 
     def send(self, machine: str, name: str, to: int, args: Mapping[str, Any]) -> None:
         payload = self.app.attach_payload(machine, name, args)

@@ -14,6 +14,7 @@ from typing import Any
 
 from wolfpack.errors import ResourceTypeError, WolfpackError
 from wolfpack.runtime.daemon import catalog
+from wolfpack.runtime.daemon.reconcile import policy_problem
 from wolfpack.runtime.db.hive import Hive
 from wolfpack.runtime.db.updates import InvalidOperation, check_key
 from wolfpack.runtime.fencing import FenceDevice
@@ -28,7 +29,9 @@ Ops = list[dict[str, Any]]
 #: resource settings an administrator may give (besides type, properties, dependencies)
 RESOURCE_SETTINGS = {"separate_monitor": bool, "looks_alive_ms": int, "is_alive_ms": int, "pending_timeout_ms": int,
                      "restart_threshold": int, "restart_period_ms": int, "restart_delay_ms": int,
-                     "retry_period_ms": int}
+                     "retry_period_ms": int, "multiple_active": str}
+#: settings with a fixed set of values: what is wrong with a value, or None
+SETTING_CHECKS = {"multiple_active": policy_problem}
 
 
 class AdminError(WolfpackError):
@@ -174,6 +177,11 @@ def create_resource(hive: Hive, group_name: str, name: str, type_name: object, p
         want = RESOURCE_SETTINGS.get(key)
         if want is None:
             raise AdminError(f"unknown resource setting {key!r} (known: {', '.join(RESOURCE_SETTINGS)})")
+        if key in SETTING_CHECKS:
+            problem = SETTING_CHECKS[key](value)
+            if problem:
+                raise AdminError(f"resource setting {problem}")
+            continue
         if not isinstance(value, want) or (isinstance(value, int) and (isinstance(value, bool) != (want is bool)
                                                                        or value < 0)):
             raise AdminError(f"resource setting {key} must be a {want.__name__} (>= 0), got {value!r}")

@@ -43,6 +43,8 @@ class Binding:
     error: str | None = None
     backlog: list[tuple[str, int]] = field(default_factory=list)
     op_id: int = 0
+    #: set once the open has ended (opened, or failed with ``error``)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ResourceBridge:
@@ -102,6 +104,7 @@ class ResourceBridge:
                 binding.error = str(exc)
                 log.error("resource %s cannot be opened: %s", binding.resource, exc)
             binding.opened = True
+            binding.ready.set()
         backlog, binding.backlog = binding.backlog, []
         for entry, op_id in backlog:
             self._call(binding, entry, op_id)
@@ -150,6 +153,33 @@ class ResourceBridge:
             log.error("resource %s: %s cannot run (%s)", binding.resource, entry, why)
             machine = binding.machine
             self._post(lambda: self._feed(machine, event))
+
+    # -- reconciliation: probe a resource no machine runs, stop a copy found -------------------------
+    async def probe(self, machine: str) -> dict[str, Any]:
+        """The Probe of the resource bound to ``machine``, once it is open (``{"error": ...}`` if it cannot run)."""
+        binding = self.bindings.get(machine)
+        if binding is None:
+            return {"error": f"{machine} is bound to no resource"}
+        await binding.ready.wait()
+        if binding.error is not None:
+            return {"error": f"it cannot be opened: {binding.error}"}
+        try:
+            return await binding.monitor.probe(binding.resource)
+        except MonitorError as exc:
+            return {"error": str(exc)}
+
+    async def terminate_now(self, machine: str) -> bool:
+        """Terminate the resource bound to ``machine`` and wait: whether Terminate succeeded."""
+        binding = self.bindings.get(machine)
+        if binding is None:
+            return False
+        await binding.ready.wait()
+        if binding.error is not None:
+            return False
+        try:
+            return await binding.monitor.terminate_now(binding.resource)
+        except MonitorError:
+            return False
 
     # -- what the monitors say ------------------------------------------------------------------
     async def _pump(self, client: MonitorClient) -> None:

@@ -21,7 +21,7 @@ import functools
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -32,6 +32,7 @@ from wolfpack.runtime.daemon.lease import LeaseKeeper
 from wolfpack.runtime.daemon.node import DaemonNode
 from wolfpack.runtime.daemon.operations import AdminError
 from wolfpack.runtime.daemon.quorum_disk import QuorumDisk
+from wolfpack.runtime.daemon.reconcile import Reconciler
 from wolfpack.runtime.daemon.resources import ResourceBridge
 from wolfpack.runtime.daemon.rpc import Rpc
 from wolfpack.runtime.daemon.store import HiveDatabase, NodeState
@@ -73,6 +74,8 @@ class Service:
         self.quorum_disk: QuorumDisk | None = None
         self.lease: LeaseKeeper | None = None
         self.watchdog = WatchdogKeeper(str(config["node.watchdog"]), int(config["node.watchdog_timeout_s"]))
+        self.reconciler: Reconciler | None = None
+        self._reconciling = False  # a start-up or rejoin reconciliation runs: the node boots once it is done
 
     # -- assembly -----------------------------------------------------------------------------
     def _open_store(self) -> None:
@@ -100,7 +103,8 @@ class Service:
                                 log_first=lambda seq, epoch, ops: self.quorum_disk.append(seq, epoch, ops)
                                 if self.quorum_disk else None)
         self.node = DaemonNode(self.config, database, self.state, self.trace, self._send, hooks)
-        self.transfer = Transfer(self.node, self._send, on_loaded=self._relayout_all)
+        self.transfer = Transfer(self.node, self._send, on_loaded=self._relayout_all,
+                                 before_resume=self._reconcile_loaded)
         self.fencer = Fencer(self.hive, lambda: self.node.effective_config, self.node.post, self.node.feed,
                              self._spawn)
 
@@ -353,6 +357,9 @@ class Service:
         """After a halt or a planned leave: fresh machines with what the node keeps on disk, then boot."""
         if self.node.machines["membership"].state not in ("Down", "Halted"):
             raise AdminError(f"node {self.me} is in the cluster already", 409)
+        if self._reconciling:
+            raise AdminError(f"node {self.me} is checking for copies of other nodes' groups before it joins; it joins "
+                             "by itself once none runs here (see `reconcile` in its /v1/local)", 409)
         for timer in list(self.node.timers):
             self.node.cancel_timer(timer)
         if self.quorum_disk is not None:
@@ -360,7 +367,30 @@ class Service:
         self.node.build()
         for info in catalog.groups(self.hive).values():
             self._bind_group(info)
-        self.boot()
+        self._spawn(self._reconcile_then_boot("rejoin"))
+
+    async def _reconcile_then_boot(self, why: str) -> None:
+        """Before it joins, the node stops the copies of groups it does not own (``runtime/daemon/reconcile.py``);
+        only then does it boot: the boot is posted from here and from nowhere else."""
+        assert self.reconciler is not None
+        self._reconciling = True
+        try:
+            await self.reconciler.before_join(why)
+        finally:
+            self._reconciling = False
+        self.node.post(self.boot)
+
+    def _after_step(self, machine: str, record: Mapping[str, Any]) -> None:
+        if self.reconciler is not None:
+            self.reconciler.after_step(machine, record,
+                                       lambda slot: bool(self.node.machines["failover"].record.running[slot]))
+
+    def _reconcile_loaded(self, go: Callable[[], None], halt: Callable[[str], None]) -> None:
+        """The join loaded a newer database: reconcile against its owners before the machines go on."""
+        if self.reconciler is None:
+            go()
+            return
+        self._spawn(self.reconciler.after_load(go, halt))
 
     def _halted(self) -> None:
         """The membership machine halted: heartbeats stop (the others see this node gone), and the cluster role
@@ -437,6 +467,8 @@ class Service:
             self.node.on_halted = self._halted
             self.node.on_left = self._lease_ended
             self.node.on_installed = self._epoch_installed
+            self.reconciler = Reconciler(self.me, self.bridge, lambda: self.hive, self._spawn)
+            self.node.on_step = self._after_step
             for info in catalog.groups(self.hive).values():
                 self._bind_group(info)
             admin = AdminServer(self)
@@ -448,7 +480,7 @@ class Service:
             node_task = self._tasks.create_task(self.node.run())
             self._lease_ticks()
             if cfg["node.join"]:
-                self.node.post(self.boot)
+                self._spawn(self._reconcile_then_boot("start"))
             log.info("node %d of cluster %r: transport %s, admin API http://%s:%d, data %s", self.me,
                      cfg["cluster.name"], self.peers.listen_address, *self.admin_address, cfg.data_dir)
             if on_ready is not None:

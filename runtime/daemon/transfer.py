@@ -41,10 +41,14 @@ RECENT_UPDATES = 16
 
 class Transfer:
     def __init__(self, node: DaemonNode, send: Callable[[int, Message], object], on_loaded: Callable[[], None],
-                 timeout_s: float = 3.0) -> None:
+                 timeout_s: float = 3.0,
+                 before_resume: Callable[[Callable[[], None], Callable[[str], None]], None] | None = None) -> None:
         self.node = node
         self._send = send
         self._on_loaded = on_loaded
+        #: given (go on, halt with a reason) once the database is loaded, while the node still waits: the shell's
+        #: reconciliation against the loaded owner table (``runtime/daemon/reconcile.py``) calls one of them
+        self._before_resume = before_resume or (lambda go, halt: go())
         self.timeout_s = timeout_s
         self._waiting: tuple[int, asyncio.TimerHandle] | None = None
 
@@ -91,8 +95,16 @@ class Transfer:
         log.info("database transfer: loaded node %d's database at update %d", src, seq)
         node.app.store = {k: v for k, v in records.items() if k <= seq}
         self._on_loaded()
-        node.resume(first=lambda: node.app.adopt(seq, int(message.args["locker"]), members,
-                                                 catalog.state_events(db.hive, node.n)))
+
+        def go() -> None:
+            node.resume(first=lambda: node.app.adopt(seq, int(message.args["locker"]), members,
+                                                     catalog.state_events(db.hive, node.n)))
+
+        def halt(why: str) -> None:
+            log.warning("database transfer: loaded, but %s; this node halts and joins again later", why)
+            node.resume_failed(ApplyFailed("database_unavailable", {}, why))
+
+        self._before_resume(go, halt)
 
     # -- the sponsor -----------------------------------------------------------------------------
     def _serve(self, src: int) -> None:

@@ -299,6 +299,19 @@ class MonitorClient:
         else:
             getattr(self, command)(resource)
 
+    async def probe(self, resource: str) -> dict[str, Any]:
+        """Run the resource's Probe (it starts nothing): the ``probed`` answer (``active``, ``pids`` ... or
+        ``error``)."""
+        reply = self._waiter("probed", resource)
+        self._send("probe", resource=resource)
+        return await reply
+
+    async def terminate_now(self, resource: str) -> bool:
+        """Terminate the resource and wait for the answer: whether Terminate returned in time without failing."""
+        reply = self._waiter("terminated", resource)
+        self.terminate(resource)
+        return bool((await reply).get("ok"))
+
     async def close(self, resource: str) -> None:
         """Close a resource (it is not stopped) and forget it."""
         reply = self._waiter("closed", resource)
@@ -358,6 +371,8 @@ class MonitorClient:
             return
         if op == "closed":
             self._resolve("closed", str(resource), message)
+            return
+        if op in ("probed", "terminated") and self._resolve(op, str(resource), message):
             return
         if op == "lease_lapsed":
             self.lapses.append(message)

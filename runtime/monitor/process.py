@@ -287,6 +287,8 @@ class Monitor:
             self._spawn(self._terminate(held))
         elif op == "is_alive":
             self._spawn(self._is_alive_now(held))
+        elif op == "probe":
+            self._spawn(self._probe(held))
         elif op == "close":
             self._spawn(self._close(held))
 
@@ -496,6 +498,17 @@ class Monitor:
         else:
             self._stop_polling(held)
             self.send("is_alive_failed", resource=held.resource, severity=severity, detail=detail)
+
+    async def _probe(self, held: Held) -> None:
+        """The type's probe, bounded by PendingTimeout; a probe that fails or hangs is reported as such."""
+        outcome = await self.bounded(self.call("Probe", held.resource, held.instance.probe), held.pending_s)
+        if outcome is None:
+            self.send("probed", resource=held.resource,
+                      error=f"Probe did not return within {held.pending_timeout_ms} ms")
+        elif outcome.error is not None:
+            self.send("probed", resource=held.resource, error=f"Probe failed: {_failure(outcome.error)[1]}")
+        else:
+            self.send("probed", resource=held.resource, **outcome.value.as_dict())
 
     # --- Terminate, shutdown, orphaned --------------------------------------------------------
 

@@ -15,6 +15,8 @@ op              fields
 ``offline``     ``resource``, optional ``op_id``
 ``terminate``   ``resource``
 ``is_alive``    ``resource``: run IsAlive now (the machine's answer to LooksAlive failing)
+``probe``       ``resource``: is a copy running here that this monitor did not start? (the
+                reconciliation before a join; starts nothing, answered with ``probed``)
 ``close``       ``resource``
 ``ping``        optional ``token``
 ``shutdown``    (none): close every resource and exit
@@ -24,7 +26,8 @@ Monitor to daemon: the resource machine's events, named as in
 ``wolfpack.spec.resource`` (:data:`MACHINE_EVENTS`), each with ``resource``
 and, for failures, ``severity`` and ``detail``; replies (:data:`REPLIES`):
 ``hello`` (``pid``, ``name``), ``opened``, ``open_failed`` (``error``,
-``severity``), ``closed``, ``terminated``, ``pong``, ``log`` (``level``,
+``severity``), ``closed``, ``terminated``, ``probed`` (``active``, ``detail``, ``pids``, ``adoptable``,
+``stoppable``, or ``error``), ``pong``, ``log`` (``level``,
 ``message``, optional ``resource``), and ``lease_lapsed`` (the monitor
 terminated its resources because the node's lease ended: ``why``,
 ``resources``, ``took_ms`` from the end of the lease to the last Terminate
@@ -61,7 +64,7 @@ MACHINE_EVENTS = (
 )
 
 #: Monitor messages that are not machine events.
-REPLIES = ("hello", "opened", "open_failed", "closed", "terminated", "pong", "log", "lease_lapsed")
+REPLIES = ("hello", "opened", "open_failed", "closed", "terminated", "probed", "pong", "log", "lease_lapsed")
 
 #: The machine's ``call`` effects -> the command that carries them out.
 ENTRY_POINT_COMMANDS = {"Online": "online", "Offline": "offline", "Terminate": "terminate", "IsAlive": "is_alive"}
@@ -85,6 +88,7 @@ COMMANDS: dict[str, _Fields] = {
     "offline": _OP,
     "terminate": _RESOURCE,
     "is_alive": _RESOURCE,
+    "probe": _RESOURCE,
     "close": _RESOURCE,
     "ping": {"token": ((int, str), False)},
     "shutdown": {},

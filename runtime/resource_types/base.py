@@ -20,6 +20,12 @@ Terminate      stop it now, ungracefully; may run while Online or Offline is
                still in flight in another thread.
 LooksAlive     a cheap check (<= 300 ms); return a bool.
 IsAlive        a thorough check; return a bool.
+Probe          is a copy of the resource running on this node, although the
+               monitor did not start it here (a stray, or one an earlier
+               monitor started)?  Starts nothing; return a :class:`Probe`.
+               The default runs IsAlive; a type that can find a copy it did
+               not start (by a pid file, a listening port) says so, and its
+               Terminate then stops what the probe found.
 =============  ==============================================================
 
 Failures are raised as :class:`EntryPointFailed` with a :class:`Severity`.
@@ -54,7 +60,27 @@ ENTRY_POINTS = {
     "Terminate": "terminate",
     "LooksAlive": "looks_alive",
     "IsAlive": "is_alive",
+    "Probe": "probe",
 }
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a probe found: whether a copy runs here, its processes if the type can name them, and how it knows.
+
+    ``adoptable``: the copy is one this type started itself (an earlier monitor's), which its owner may adopt;
+    ``stoppable``: Terminate can stop it (False: the type sees it, e.g. by its port, but cannot tell which process
+    it is)."""
+
+    active: bool
+    detail: str = ""
+    pids: tuple[int, ...] = ()
+    adoptable: bool = False
+    stoppable: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"active": self.active, "detail": self.detail, "pids": list(self.pids), "adoptable": self.adoptable,
+                "stoppable": self.stoppable}
 
 
 class Severity(StrEnum):
@@ -268,6 +294,14 @@ class ResourceType(ABC):
     @abstractmethod
     def is_alive(self) -> bool:
         """The thorough check."""
+
+    def probe(self) -> Probe:
+        """Probe (reconciliation before a join): by default IsAlive, a failure meaning nothing runs."""
+        try:
+            alive = bool(self.is_alive())
+        except EntryPointFailed as exc:
+            return Probe(False, f"IsAlive: {exc}")
+        return Probe(alive, "IsAlive passed" if alive else "IsAlive returned false")
 
 
 # --- finding types ---------------------------------------------------------------------

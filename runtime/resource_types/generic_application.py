@@ -26,20 +26,31 @@ after a crash adopts the running application instead of losing it.
 
 LooksAlive: the leader process is alive.  IsAlive: LooksAlive and the health
 check (LooksAlive alone when there is none).
+
+Probe (reconciliation, before the node joins): a copy runs here if the
+leader ``application.pid`` names is alive (the kind an owner may adopt), or
+if a process of this node's network namespace listens on the ``tcp`` health
+check's address (a copy nobody's pid file names, e.g. started by hand).
+Terminate then stops both: the leader's process group, and each listener
+(SIGKILL, checked against its start time).  An ``http`` or ``command``
+health check is not used by the probe: it may be answered by another node.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
+import time
 from typing import Any
 
 from wolfpack.errors import ResourceTypeError
-from wolfpack.runtime.resource_types import health, process_groups
+from wolfpack.runtime.resource_types import health, listeners, process_groups
 from wolfpack.runtime.resource_types.base import (
     EntryPointFailed,
     Operation,
+    Probe,
     Property,
     PropertySchema,
     ResourceType,
@@ -90,6 +101,7 @@ class GenericApplication(ResourceType):
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None  # the session leader (= process group id)
         self._started: int | None = None  # its start time, against pid reuse
+        self._strays: list[tuple[int, int | None]] = []  # copies a probe found by their port: (pid, start time)
         self._pid_file = self.context.work_dir / "application.pid"
         self._log_file = self.context.work_dir / "application.log"
 
@@ -197,6 +209,8 @@ class GenericApplication(ResourceType):
     def terminate(self) -> None:
         with self._lock:
             pid, proc = self._pid, self._proc
+            strays, self._strays = self._strays, []
+        _kill_strays(strays)
         if pid is None:
             return
         gone = process_groups.kill_group(pid, proc)
@@ -215,3 +229,41 @@ class GenericApplication(ResourceType):
         if not ok:
             raise EntryPointFailed(why)
         return True
+
+    def probe(self) -> Probe:
+        with self._lock:
+            leader = self._pid if self._leader_alive() else None
+        ours = set(process_groups.group_members(leader)) if leader is not None else set()
+        spec = self.properties["health"] or {}
+        address = health.tcp_address(spec)
+        holders: tuple[int, ...] = ()
+        listening = False
+        if address is not None:
+            inodes = listeners.listening_inodes(*address)
+            listening = bool(inodes)
+            holders = tuple(p for p in listeners.socket_holders(inodes) if p not in ours) if inodes else ()
+        with self._lock:
+            self._strays = [(p, process_groups.start_time(p)) for p in holders]
+        if leader is not None:
+            return Probe(True, f"the application started by an earlier monitor runs (pid {leader}, from "
+                         f"{self._pid_file.name})", (leader, *holders), adoptable=not holders)
+        if holders:
+            return Probe(True, f"pid {', '.join(map(str, holders))} listens on {spec['tcp']} (the health check's "
+                         "address); no pid file names it", holders)
+        if listening:
+            return Probe(True, f"a socket listens on {spec['tcp']}, but no process this monitor may look at holds "
+                         "it", stoppable=False)
+        return Probe(False, "no leader in the pid file" + (f", nothing listens on {spec['tcp']}" if address else ""))
+
+
+def _kill_strays(strays: list[tuple[int, int | None]], wait_s: float = 5.0) -> None:
+    """SIGKILL each process a probe found (unless its pid now names another process), and wait until gone."""
+    alive = [(p, t) for p, t in strays if process_groups.start_time(p) == t and t is not None]
+    for pid, _ in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + wait_s
+    while any(process_groups.is_running(p) for p, _ in alive) and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -69,6 +69,12 @@ def _split_host_port(value: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def tcp_address(health: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The (host, port) of a ``tcp`` health check, or None for any other check."""
+    value = health.get("tcp")
+    return _split_host_port(value) if isinstance(value, str) else None
+
+
 def check(health: Mapping[str, Any], *, env: Mapping[str, str], cwd: str | None) -> tuple[bool, str]:
     """Run the health check; (healthy, why not)."""
     timeout_s = health.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000

@@ -58,7 +58,7 @@ def test_none_is_off_and_a_bad_device_name_is_refused_at_load(tmp_path: object) 
     off = WatchdogKeeper("none", 5)
     off.tick(lease_fresh=True)
     assert not off.status()["armed"]
-    with pytest.raises(ConfigError, match="node.watchdog"):
+    with pytest.raises(ConfigError, match=r"node\.watchdog"):
         config.load(None, environ={}, overrides={"node.watchdog": "watchdog0", "cluster.name": "x", "node.id": 0,
                                                  "node.data_dir": "/tmp/x", "cluster.key": "00" * 32})
 
