@@ -136,17 +136,18 @@ def status(src: int, rnd: int, epoch: int, hears: tuple[int, ...], n: int = 3) -
 def test_heartbeats_back_during_a_round_are_told_and_kept() -> None:
     """Node 0 joins node 2's round still suspecting node 2 (its heartbeat comes a moment after its status):
     peer_back sends node 0's status again with its new row, and a late copy of the old row does not take the
-    hearing back (rows only gain within a round), so the coordinator keeps node 2 in the proposal."""
+    hearing back (rows only gain within a round), so the coordinator keeps node 2 in the proposal.  (All three are at
+    epoch 0: node 0, the lowest id, coordinates.)"""
     m = LiveMachine(make_membership_spec(3), me=0)
     m.step("boot")
     m.step("suspect", node=2)  # remembered for the next round
-    m.step("status", **status(2, 5, 1, (0, 1, 2)))  # a newer round: node 0 joins it, hearing 0 and 1 only
+    m.step("status", **status(2, 5, 0, (0, 1, 2)))  # a newer round: node 0 joins it, hearing 0 and 1 only
     assert not m.record.conn[0 * 3 + 2]
     effects = m.step("peer_back", node=2)
     assert [(e.name, e.args["round"], e.args["alive2"]) for e in effects] == [("status", 5, 1)]
     assert m.record.conn[0 * 3 + 2]
-    m.step("status", **status(1, 5, 1, (0, 1, 2)))  # node 1's second status, after its own peer_back ...
-    m.step("status", **status(1, 5, 1, (0, 1)))  # ... overtaken by its first one
+    m.step("status", **status(1, 5, 0, (0, 1, 2)))  # node 1's second status, after its own peer_back ...
+    m.step("status", **status(1, 5, 0, (0, 1)))  # ... overtaken by its first one
     effects = m.step("collect_elapsed")
     install = next(e for e in effects if e.name == "install")
     assert (install.args["m0"], install.args["m1"], install.args["m2"]) == (1, 1, 1)
