@@ -10,8 +10,19 @@ beside their messages, one update at a time, groups and resources driven by
 the failover manager); the world supplies what a real node would do with
 devices and disks:
 
-* a resource's ``call Online`` / ``call Offline`` is answered by the
-  simulated driver after ``op_ms`` (``call Terminate`` is immediate);
+* a resource's ``call`` goes to the node's resource monitor
+  (:class:`~wolfpack.runtime.sim.monitor.SimMonitor`): ``Online`` /
+  ``Offline`` complete after ``op_ms`` (``Terminate`` at once), and a
+  process runs from an Online's completion, only under a fresh lease, to its
+  Offline, Terminate, the lease's lapse, or the node's crash;
+* the lease, as the daemon keeps it (``runtime/daemon/lease.py``): renewed
+  every heartbeat period and at each install while a quorum vouches for the
+  node (the heartbeats carry their sender's members and ages,
+  :mod:`wolfpack.runtime.sim.lease`), revoked when a heartbeat carries a
+  newer membership without the node, ended when the node halts;
+* :meth:`World.stall`: a node's daemon (and its monitor, if asked) stops
+  for a while; what reaches it waits, and on waking it looks at its clock
+  first and halts (``clock_gap``) after a gap past the suspicion bound;
 * with ``quorum="disk"`` every node also runs the arbitration machine, whose
   ``command reset|reserve|release`` go to one shared simulated quorum disk
   (:class:`~wolfpack.runtime.sim.device.SimReservationDevice`) and whose
@@ -29,9 +40,10 @@ devices and disks:
   much later, or as soon as it hears another node's membership message at
   least ``min(rejoin_after_ms, REJOIN_MIN_MS)`` after its halt.
 
-:meth:`World.violations` checks what must hold at every instant: a group is
-online (any resource not offline) on at most one live node, and only on a
-node of an installed membership.
+:meth:`World.violations` checks what must hold at every instant, from the
+monitors' processes: a group's processes run on at most one node, and only
+on a node of an installed membership; :attr:`World.overlaps` records every
+process start that broke the first, at its instant.
 """
 
 from __future__ import annotations
@@ -41,14 +53,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wolfpack.machines import LiveMachine
-from wolfpack.runtime.node.app import FailoverEvent, Hooks, NodeApp, Update, change_events
+from wolfpack.runtime.daemon.lease import MEMBER_STATES, renewal_anchor
+from wolfpack.runtime.node.app import FailoverEvent, Hooks, NodeApp, Update, change_events, parse_resource_machine
 from wolfpack.runtime.node.app import group_machine_name as group_machine_name
-from wolfpack.runtime.node.app import parse_resource_machine
 from wolfpack.runtime.node.app import resource_machine_name as resource_machine_name
 from wolfpack.runtime.node.host import ApplyFailed
 from wolfpack.runtime.node.layout import DURABLE, QUORUMS, node_machines
 from wolfpack.runtime.node.layout import GroupConfig as GroupConfig
-from wolfpack.runtime.daemon.lease import MEMBER_STATES, renewal_anchor
 from wolfpack.runtime.sim.cluster import Message, SimCluster, SimNode
 from wolfpack.runtime.sim.device import SimReservationDevice
 from wolfpack.runtime.sim.lease import BeatNote, SimHeartbeats
@@ -127,14 +138,17 @@ class Stall:
 class World:
     def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
                  policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns",
-                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS) -> None:
+                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS, lease_ms: int = LEASE_MS) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
         if rejoin_after_ms < 0:
             raise ValueError(f"rejoin_after_ms must be >= 0 (0: a halted node stays halted), got {rejoin_after_ms}")
         if heartbeat_lag_ms < 0:
             raise ValueError(f"heartbeat_lag_ms must be >= 0, got {heartbeat_lag_ms}")
+        if lease_ms < 1:
+            raise ValueError(f"lease_ms must be >= 1, got {lease_ms}")
         self.n = nodes
+        self.lease_ms = lease_ms
         self.rejoin_after_ms = rejoin_after_ms
         self.heartbeat_lag_ms = heartbeat_lag_ms
         #: per node: how often its service (re)started its cluster role, and when its membership last halted
@@ -483,9 +497,9 @@ class World:
         now = self.cluster.clock.now
         anchor = renewal_anchor(membership.state, node.machines["gum"].state == "Halted", me, self.n, self.quorum,
                                 int(membership.record.epoch), bool(getattr(membership.record, "holds_disk", False)),
-                                self.beats[me].vouches, now, LEASE_MS, per_ms=1)
+                                self.beats[me].vouches, now, self.lease_ms, per_ms=1)
         if not isinstance(anchor, str):
-            self.monitors[me].renew(anchor + LEASE_MS)
+            self.monitors[me].renew(anchor + self.lease_ms)
 
     def _epoch_installed(self, me: int, epoch: int, members: frozenset[int]) -> None:
         """The membership machine installed ``epoch`` (the daemon's ``_epoch_installed``): the heartbeats carry

@@ -2,9 +2,12 @@
 
 Rules are faults, administrators and time: crash a node, restart it,
 partition the network (both ways or one way), heal it, make a link lossy,
-slow and duplicating, submit configuration updates from any node, let time
-pass.  After every step the cluster-wide invariants must hold: a group runs
-on at most one live node and only on a node inside the cluster; nodes that
+slow and duplicating, stall a node's daemon (50 ms to 10 s; it wakes by
+itself, and halts on the clock gap if the stall passed the suspicion bound),
+submit configuration updates from any node, let time pass.  After every step
+the cluster-wide invariants must hold: a group's processes (as the nodes'
+resource monitors have them, under the lease) run on at most one node, at
+every instant, and only on a node inside the cluster; nodes that
 installed the same epoch agree on its members; the applied global updates
 of the nodes in the cluster are prefixes of one sequence that holds every
 committed update unchanged.  Two stories these checks first failed on
@@ -71,7 +74,10 @@ DISK_LIVENESS_BOUND_MS = (d.HEARTBEAT_PERIOD_MS * d.HEARTBEAT_MISSED_THRESHOLD +
 #: halts of a member of a live majority that the spec asks for, by trigger, with the reason
 MAJORITY_HALTS_ALLOWED = {
     "shutdown": "a planned stop (ClusterExit) of that node",
+    "clock_gap": "that node's daemon was stalled past the suspicion bound: the others may have taken its groups",
 }
+#: the longest stall of a node's daemon the tests draw (issue 14: a GC or swap storm, a paused VM, SIGSTOP)
+LONGEST_STALL_MS = 10_000
 #: how many halts of a member of a live majority the checks saw, by trigger (allowed ones only: the rest fail)
 majority_halts: dict[str, int] = {}
 #: a link must have been clean this long before an install for the membership to count as healthy (the longest
@@ -81,7 +87,8 @@ CLEAN_BEFORE_INSTALL_MS = 50
 
 def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = True,
                     longest_wait_ms: int = 600, faults_take_time: bool = False,
-                    liveness: bool = False, quorum: str = "mns") -> type[RuleBasedStateMachine]:
+                    liveness: bool = False, quorum: str = "mns",
+                    lease_ms: int = d.LEASE_MS) -> type[RuleBasedStateMachine]:
     """The whole-cluster model; ``more_faults`` adds one-way cuts, degraded links, configuration updates,
     administrator moves and resource failures to crash, restart, partition, heal and wait (up to
     ``longest_wait_ms`` at a time).  Under ``quorum="disk"`` the disk can also stall and resume.
@@ -100,7 +107,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         def form(self, seed: int, restart_crashed: bool) -> None:
             self.restart_crashed = restart_crashed
             self.world = World(NODES, GROUPS, seed=seed, op_ms=OP_MS, quorum=quorum,
-                               rejoin_after_ms=REJOIN_AFTER_MS if liveness else 0)
+                               rejoin_after_ms=REJOIN_AFTER_MS if liveness else 0, lease_ms=lease_ms)
             if takeover_wait_ms is not None:
                 for node in self.world.cluster.nodes.values():
                     fo = node.machines["failover"]
@@ -149,6 +156,8 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
 
         def check(self) -> None:
             problems = self.world.violations() + self.world.update_violations()
+            problems += [f"group {g} started on one more node at {t} ms: it ran on {nodes}"
+                         for t, g, nodes in self.world.overlaps]
             assert not problems, "; ".join(problems)
             self.check_majority_halts()
             installed: dict[int, tuple[bool, ...]] = {}
@@ -162,7 +171,9 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             """A member of the newest membership halts: if that membership is a majority of live nodes, none
             restarted or crashed since it was installed, their links to each other have been clean since before
             and the quorum disk too (for longer than a reserve timeout: a command sent while it stalled may time
-            out after it resumed), the halt is a bug unless the spec says why (:data:`MAJORITY_HALTS_ALLOWED`)."""
+            out after it resumed; and clean only once every command a stall held has run: such a command runs
+            late, after the resume, e.g. a challenger's reset that breaks the holder's reservation), the halt is a
+            bug unless the spec says why (:data:`MAJORITY_HALTS_ALLOWED`)."""
             trace = self.world.cluster.trace
             new, self._seen = trace[self._seen:], len(trace)
             for entry in new:
@@ -198,14 +209,15 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             self.check()
 
         def teardown(self) -> None:
-            """Liveness: the faults stop.  The network heals (cuts and degraded links too), crashed nodes
+            """Liveness: the faults stop.  Stalled nodes wake (a stall ends by itself), the network heals (cuts
+            and degraded links too), crashed nodes
             restart if this run drew ``restart_crashed``, and simulated time runs for
             :data:`LIVENESS_BOUND_MS`, the invariants checked every 10 ms.  Then, with U the live nodes:
 
             * if U is a majority, every node of U has installed one membership, U itself (same epoch); its
               GUM is idle with nothing queued or in flight, all applied the same updates (the same number, the
-              same configuration, every committed update); every group is online on exactly one node of U and
-              running nowhere else;
+              same configuration, every committed update); every group is online on exactly one node of U, its
+              processes run there (under the lease) and nowhere else;
             * if U is not a majority, no group runs anywhere.
 
             The bound, from ``spec/defaults.py`` and the daemon's ``node.rejoin_after_ms``: a node that will
@@ -217,9 +229,11 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             if not liveness:
                 return
             world = self.world
+            while any(world.stalled(i) for i in range(NODES)):  # a stall ends by itself: let it
+                self.wait(10)
             world.cluster.network.heal()
             world.disk.resume()
-            self.disk_clean_since = world.cluster.clock.now
+            self.disk_clean_since = max(world.cluster.clock.now, world.disk.settles_at)
             if self.restart_crashed:
                 for i in range(NODES):
                     if not world.cluster.nodes[i].up:
@@ -249,10 +263,10 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             assert all(world.config(i) == world.config(live[0]) for i in live), "the members' configurations differ"
             assert not world.update_violations()
             for gi, g in enumerate(GROUPS):
-                online, running = world.online_on(gi), world.running_on(gi)
-                assert len(online) == 1 and running == online, (
-                    f"{bound} ms after the faults stopped group {g.name} is online on {online} and "
-                    f"runs on {running}")
+                online, running, active = world.online_on(gi), world.running_on(gi), world.active_on(gi)
+                assert len(online) == 1 and running == online and active == online, (
+                    f"{bound} ms after the faults stopped group {g.name} is online on {online}, its machines "
+                    f"run on {running} and its processes on {active}")
 
     if not more_faults:
         return Cluster
@@ -270,6 +284,14 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             if src != dst:
                 self.world.cluster.network.set_policy(
                     src, dst, LinkPolicy(loss=loss, min_delay_ms=1, max_delay_ms=delay, duplicate=duplicate))
+            self.wait(then_ms)
+
+        @precondition(lambda self: any(not self.world.stalled(i) for i in self.up()))
+        @rule(data=st.data(), ms=st.integers(50, LONGEST_STALL_MS), then_ms=then)
+        def stall(self, data: st.DataObject, ms: int, then_ms: int) -> None:
+            """A node's daemon stops for ``ms`` (its monitor goes on, and enforces the lease); it wakes by itself."""
+            node = data.draw(st.sampled_from([i for i in self.up() if not self.world.stalled(i)]))
+            self.world.stall(node, ms)
             self.wait(then_ms)
 
         @rule(node=st.integers(0, NODES - 1), value=st.integers(0, 9), then_ms=then)
@@ -298,7 +320,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             @rule(then_ms=then)
             def resume_disk(self, then_ms: int) -> None:
                 self.world.disk.resume()
-                self.disk_clean_since = self.world.cluster.clock.now
+                self.disk_clean_since = max(self.world.cluster.clock.now, self.world.disk.settles_at)
                 self.wait(then_ms)
 
     return ClusterWithMoreFaults
@@ -343,9 +365,14 @@ def test_a_holder_a_membership_behind_is_not_granted_the_lock() -> None:
     s.teardown()
 
 
-def test_without_the_takeover_wait_a_split_runs_a_group_twice() -> None:
+def test_without_the_takeover_wait_and_with_a_lease_too_long_a_split_runs_a_group_twice() -> None:
     """The basic faults find the split that needs the take-over wait: an owner cut off long enough to be
     declared dead (about 600 ms) still runs its group when the others take it over.
+
+    The lease alone now stops the cut-off owner's copy in time (500 ms after the others last heard it, 15 ms
+    to kill, where the others suspect it no sooner than 400 ms after that, regroup for 100 ms and take 50 ms
+    to bring the group online), so the seeded bug breaks the timing obligation
+    ``stalled_owner_stops_before_takeover`` twice over: no take-over wait, and a lease of 2 s.
 
     Faults take time here (up to a second after each), so a split lasts in most runs, whatever rules
     swarm testing leaves out.  Without that, only about one run in 150 held a split that long, and
@@ -357,11 +384,11 @@ def test_without_the_takeover_wait_a_split_runs_a_group_twice() -> None:
                     phases=[Phase.generate])  # finding it is the point; shrinking would take minutes
     try:
         run_state_machine_as_test(cluster_machine(takeover_wait_ms=0, more_faults=False, longest_wait_ms=1000,
-                                                  faults_take_time=True), settings=hunt)
+                                                  faults_take_time=True, lease_ms=2000), settings=hunt)
     except AssertionError as exc:
-        assert "runs on nodes" in str(exc), exc
+        assert "runs on nodes" in str(exc) or "started on one more node" in str(exc), exc
     else:
-        raise AssertionError("the seeded bug (no take-over wait) was not found")
+        raise AssertionError("the seeded bug (no take-over wait, a lease of 2 s) was not found")
 
 
 def test_a_node_restarted_with_an_orphan_update_loads_the_sponsors_database() -> None:

@@ -18,6 +18,15 @@ def monitor() -> tuple[SimMonitor, list[tuple[int, str, str]]]:
     return m, heard
 
 
+def started(expiry: int) -> tuple[SimMonitor, list[tuple[int, str, str]]]:
+    """A monitor whose lease holds until ``expiry``, with res0.0's process started (at ``OP``)."""
+    m, heard = monitor()
+    m.renew(expiry)
+    m.call("res0.0", "Online", OP)
+    m.clock.run_for(OP)
+    return m, heard
+
+
 def test_online_without_a_fresh_lease_is_refused_and_starts_nothing() -> None:
     m, heard = monitor()
     m.call("res0.0", "Online", OP)
@@ -92,10 +101,7 @@ def test_an_online_in_flight_when_the_lease_ends_fails_and_never_runs() -> None:
 
 
 def test_a_revocation_kills_and_holds_until_a_newer_epoch_is_installed() -> None:
-    m, heard = monitor()
-    m.renew(10_000)
-    m.call("res0.0", "Online", OP)
-    m.clock.run_for(OP)
+    m, heard = started(10_000)
     m.revoke(3)
     m.clock.run_for(KILL_MS)
     assert not m.running and heard[-1][2] == "is_alive_failed"
@@ -108,10 +114,7 @@ def test_a_revocation_kills_and_holds_until_a_newer_epoch_is_installed() -> None
 
 
 def test_a_frozen_monitor_kills_nothing_and_completes_nothing_until_it_thaws() -> None:
-    m, heard = monitor()
-    m.renew(100)
-    m.call("res0.0", "Online", OP)
-    m.clock.run_for(OP)
+    m, heard = started(100)
     m.call("res0.1", "Online", OP)
     m.freeze()
     m.clock.run_for(1000)
@@ -123,10 +126,7 @@ def test_a_frozen_monitor_kills_nothing_and_completes_nothing_until_it_thaws() -
 
 
 def test_a_monitor_whose_daemon_died_answers_nothing_more() -> None:
-    m, heard = monitor()
-    m.renew(10_000)
-    m.call("res0.0", "Online", OP)
-    m.clock.run_for(OP)
+    m, heard = started(10_000)
     m.call("res0.0", "Offline", OP)
     m.clear()
     m.clock.run_for(1000)
