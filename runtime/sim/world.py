@@ -559,9 +559,12 @@ class World:
     # -- what a test or a story does -------------------------------------------------------
     def submit_config(self, node: int, key: str, value: str) -> None:
         """An administrator on ``node`` changes the configuration: one global update KEY=VALUE."""
-        if not self.cluster.nodes[node].up:
+        sim = self.cluster.nodes[node]
+        if not sim.up:
             return
-        self.apps[node].submit([{"key": key, "value": value}])
+        # the request goes through the node's queue (the daemon's admin API posts it): a stalled node takes it
+        # when it wakes
+        sim.post(lambda: self.apps[node].submit([{"key": key, "value": value}]))
 
     def move(self, group: int, node: int) -> None:
         """An administrator moves a group: the request goes to the node that runs it (as an RPC would)."""

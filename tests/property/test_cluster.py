@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -115,7 +116,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             self.world.boot_all()
             self._seen = 0  # trace entries already looked at by the majority-halt check
             self.installed: dict[int, tuple[int, frozenset[int]]] = {}  # epoch -> (first install time, members)
-            self.nodes_changed_at = 0  # the last crash or restart
+            self.nodes_changed_at = 0  # the last crash or restart, or the end of the last stall
             self.disk_clean_since: int | None = 0  # None while the disk stalls
             # under disk quorum the first node challenges for the disk (W), then waits out the disk take-over wait
             self.world.cluster.run_for(2000 if quorum == "mns" else 30000)
@@ -127,7 +128,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         @rule(data=st.data(), then_ms=then)
         def crash(self, data: st.DataObject, then_ms: int) -> None:
             self.world.cluster.nodes[data.draw(st.sampled_from(self.up()))].crash()
-            self.nodes_changed_at = self.world.cluster.clock.now
+            self.nodes_changed_at = max(self.nodes_changed_at, self.world.cluster.clock.now)
             self.wait(then_ms)
 
         @precondition(lambda self: len(self.up()) < NODES)
@@ -135,7 +136,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         def restart(self, data: st.DataObject, then_ms: int) -> None:
             down = [i for i in range(NODES) if i not in self.up()]
             self.world.restart(data.draw(st.sampled_from(down)))
-            self.nodes_changed_at = self.world.cluster.clock.now
+            self.nodes_changed_at = max(self.nodes_changed_at, self.world.cluster.clock.now)
             self.wait(then_ms)
 
         @rule(side=st.sets(st.integers(0, NODES - 1), min_size=1, max_size=NODES - 1), then_ms=then)
@@ -238,7 +239,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
                 for i in range(NODES):
                     if not world.cluster.nodes[i].up:
                         world.restart(i)
-                        self.nodes_changed_at = world.cluster.clock.now
+                        self.nodes_changed_at = max(self.nodes_changed_at, world.cluster.clock.now)
             bound = LIVENESS_BOUND_MS if quorum == "mns" else DISK_LIVENESS_BOUND_MS
             self.wait(bound)
             live = self.up()
@@ -292,6 +293,8 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             """A node's daemon stops for ``ms`` (its monitor goes on, and enforces the lease); it wakes by itself."""
             node = data.draw(st.sampled_from([i for i in self.up() if not self.world.stalled(i)]))
             self.world.stall(node, ms)
+            # a stalled member is no live member: the others may rightly halt while it stalls or as it wakes
+            self.nodes_changed_at = max(self.nodes_changed_at, self.world.cluster.clock.now + ms)
             self.wait(then_ms)
 
         @rule(node=st.integers(0, NODES - 1), value=st.integers(0, 9), then_ms=then)
@@ -495,3 +498,61 @@ def test_a_join_whose_sponsor_died_leaves_the_node_out_of_the_failover_manager()
             assert node.machines["failover"].state == "Out", "a halted node is a member of the failover manager"
             halted_out += 1
     assert halted_out, "the story did not happen: node 0 never halted"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="open finding (issue 14, item 6): found by TestClusterDisk with the stall rule; a node that "
+                   "halts on a clock gap and rejoins while the disk stalls coordinates a membership with a member "
+                   "ahead of it and keeps its orphan as update 2")
+def test_a_stalled_node_that_rejoins_while_the_disk_stalls_keeps_no_orphan() -> None:
+    """Found by ``TestClusterDisk`` (ci profile, full suite's draws), cut down to its one stall that matters.
+    Node 1 submitted k=8 as update 2 while cut off (an orphan); the others committed k=1 as update 2.  Node 1's
+    daemon stalls 4377 ms from 32590 ms while the disk stalls (12 s, every path); it wakes, halts on the clock
+    gap (36967 ms), rejoins (37502 ms) and at 40705 ms installs epoch 205 with node 2 as the round's
+    coordinator without loading node 2's database (node 2 is at update 3, node 1 at 2): node 1 keeps k=8 as
+    update 2, and node 2 has k=1 (``update_violations``).  Strict: when it passes, the bug is fixed and this
+    marker must go."""
+    machine = cluster_machine(liveness=True, quorum="disk", longest_wait_ms=3000)
+    s = machine()
+    s.form(seed=1533, restart_crashed=False)
+    s.heal(then_ms=0)
+    s.wait(ms=10)
+    s.partition(side={0, 1}, then_ms=0)
+    s.partition(side={0, 2}, then_ms=0)
+    s.cut_one_way(dst=2, src=2, then_ms=0)
+    s.wait(ms=400)
+    s.wait(ms=2172)
+    s.stall_disk(delay=12000, node=1, then_ms=0)
+    s.update(node=0, then_ms=0, value=1)
+    s.resume_disk(then_ms=0)
+    s.partition(side={0}, then_ms=0)
+    s.update(node=1, then_ms=0, value=8)
+    s.resume_disk(then_ms=0)
+    s.degrade(delay=31, dst=1, duplicate=0.2, loss=0.1, src=1, then_ms=0)
+    s.update(node=2, then_ms=0, value=9)
+    s.update(node=2, then_ms=0, value=1)
+    s.resume_disk(then_ms=0)
+    s.heal(then_ms=0)
+    s.update(node=0, then_ms=0, value=6)
+    s.update(node=1, then_ms=0, value=8)
+    s.cut_one_way(dst=1, src=2, then_ms=0)
+    s.update(node=1, then_ms=0, value=3)
+    s.resume_disk(then_ms=0)
+    s.degrade(delay=12, dst=2, duplicate=0.2, loss=0.1, src=2, then_ms=0)
+    s.stall_disk(delay=12000, node=None, then_ms=0)
+    s.partition(side={0}, then_ms=0)
+    s.degrade(delay=16, dst=0, duplicate=0.2, loss=0.5, src=1, then_ms=0)
+    s.partition(side={0, 2}, then_ms=0)
+    s.wait(ms=10)
+    s.heal(then_ms=0)
+    s.update(node=2, then_ms=0, value=8)
+    s.world.cluster.nodes[0].crash()
+    s.degrade(delay=33, dst=2, duplicate=0.0, loss=0.1, src=1, then_ms=0)
+    s.stall_disk(delay=12000, node=None, then_ms=0)
+    s.move(group=1, node=0, then_ms=0)
+    s.world.stall(1, 4377)
+    s.heal(then_ms=0)
+    s.move(group=1, node=2, then_ms=0)
+    s.stall_disk(delay=12000, node=0, then_ms=0)
+    s.stall_disk(delay=12000, node=2, then_ms=0)
+    s.teardown()
