@@ -67,6 +67,23 @@ def anchor_ns(me: int, configured: int, quorum: str, epoch: int, holds_disk: boo
     return good[needed - 1] if len(good) >= needed else None
 
 
+def renewal_anchor(state: str, gum_halted: bool, me: int, configured: int, quorum: str, epoch: int,
+                   holds_disk: bool, vouches: Vouches, now: int, lease_ms: int, per_ms: int = 1_000_000) -> int | str:
+    """The anchor a renewal now counts the lease from (the lease then holds until ``anchor + lease_ms``), or why
+    the node may not renew it: it is not a member of a quorate membership.  ``now`` and the vouches' times are
+    in one unit, ``per_ms`` of them a millisecond (the daemon: monotonic ns; the simulator: virtual ms)."""
+    if state not in MEMBER_STATES:
+        return f"the membership machine is {state}"
+    if gum_halted:
+        return "its global update manager halted"
+    anchor = anchor_ns(me, configured, quorum, epoch, holds_disk, vouches, now)
+    if anchor is None:
+        return "no quorum of the configured nodes says it heard this node lately"
+    if anchor + lease_ms * per_ms <= now:
+        return f"a quorum last vouched for this node {(now - anchor) / per_ms:.0f} ms ago"
+    return anchor
+
+
 @dataclass
 class LeaseKeeper:
     """Writes the lease page; :meth:`renew` every heartbeat period, :meth:`end` when the node halts or stops."""
@@ -90,21 +107,13 @@ class LeaseKeeper:
               now_ns: int | None = None) -> bool:
         """Renew the lease if this node is a member of a quorate membership; whether it did."""
         now = time.monotonic_ns() if now_ns is None else now_ns
-        if state not in MEMBER_STATES:
-            self.not_renewed = f"the membership machine is {state}"
+        renewal = renewal_anchor(state, gum_halted, self.me, self.configured, self.quorum, epoch, holds_disk, vouches,
+                                 now, self.lease_ms)
+        if isinstance(renewal, str):
+            self.not_renewed = renewal
             return False
-        if gum_halted:
-            self.not_renewed = "its global update manager halted"
-            return False
-        anchor = anchor_ns(self.me, self.configured, self.quorum, epoch, holds_disk, vouches, now)
-        if anchor is None:
-            self.not_renewed = "no quorum of the configured nodes says it heard this node lately"
-            return False
-        expiry = anchor + self.lease_ms * 1_000_000
-        if expiry <= now:
-            self.not_renewed = f"a quorum last vouched for this node {(now - anchor) / 1e6:.0f} ms ago"
-            return False
-        self.page.renew(expiry)
+        anchor = renewal
+        self.page.renew(anchor + self.lease_ms * 1_000_000)
         self.anchor = anchor
         self.renewals += 1
         self.not_renewed = ""

@@ -13,6 +13,11 @@ protocol machine and carries out their effects by the conventions of
   with) that turns it into events of the node's other machines;
 * ``command``: recorded for the caller (devices, resources) to act on.
 
+A node can be *stalled* (:meth:`SimNode.stall`, the daemon stopped by
+SIGSTOP, a VM pause, a swap storm): it handles nothing, and what would reach
+it (its timers coming due, messages, reports, answers) waits in its backlog,
+in order, as in the daemon's queue, until :meth:`SimNode.wake`.
+
 Every step is appended to the trace as one record (time, node, machine,
 trigger, source, destination, effects), so a run can be printed as a
 timeline or saved as NDJSON, and two runs with one seed compare equal.
@@ -56,6 +61,7 @@ class Message:
 
 SendHook = Callable[["SimNode", Message], Message]
 ReceiveHook = Callable[["SimNode", int, Message], None]
+CrashHook = Callable[["SimNode"], None]
 
 
 @dataclass
@@ -68,9 +74,38 @@ class SimNode(MachineHost):
     up: bool = True
     send_hook: SendHook | None = None
     receive_hook: ReceiveHook | None = None
+    crash_hook: CrashHook | None = None
+    #: stalled: what would reach the node waits here, in order, until it wakes
+    stalled: bool = False
+    backlog: list[Callable[[], None]] = field(default_factory=list)
 
     def running(self) -> bool:
         return self.up
+
+    def feed(self, machine: str, trigger: str, **args: Any) -> None:
+        if self.stalled and self.up:
+            self.backlog.append(lambda: MachineHost.feed(self, machine, trigger, **args))
+            return
+        super().feed(machine, trigger, **args)
+
+    def post(self, action: Callable[[], None]) -> None:
+        """Do ``action`` in the node's loop: now, or after the backlog if the node is stalled."""
+        if self.stalled:
+            self.backlog.append(action)
+        else:
+            action()
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    def wake(self, first: Callable[[], None] | None = None) -> None:
+        """Handle the backlog, in order, after ``first`` (the daemon's look at its clock)."""
+        self.stalled = False
+        if first is not None:
+            first()
+        backlog, self.backlog = self.backlog, []
+        for action in backlog:
+            action()
 
     def log_step(self, machine: str, record: dict[str, Any]) -> None:
         self.cluster.log(self, machine, record)
@@ -86,8 +121,9 @@ class SimNode(MachineHost):
     def start_timer(self, key: TimerKey, ms: int) -> None:
         if key in self.timers:
             self.timers[key].cancel()
-        self.timers[key] = self.cluster.clock.call_later(
-            ms, lambda: self._fire(key), f"timer {self.node_id}/{key[0]}/{key[1]}")
+        handle = self.cluster.clock.call_later(
+            ms, lambda: self._fire(key, handle), f"timer {self.node_id}/{key[0]}/{key[1]}")
+        self.timers[key] = handle
 
     def cancel_timer(self, key: TimerKey) -> None:
         handle = self.timers.pop(key, None)
@@ -101,12 +137,20 @@ class SimNode(MachineHost):
         self.commands.append((self.cluster.clock.now, machine, effect))
         self.cluster.on_command(self, machine, effect)
 
-    def _fire(self, key: TimerKey) -> None:
-        self.timers.pop(key, None)
+    def _fire(self, key: TimerKey, handle: Handle) -> None:
+        if self.timers.get(key) is not handle:
+            return  # cancelled or restarted while it waited in a stalled node's backlog (the daemon's generation)
+        if self.stalled:
+            self.backlog.append(lambda: self._fire(key, handle))
+            return
+        del self.timers[key]
         self.feed(key[0], key[1])
 
     def receive(self, src: int, message: Message) -> None:
         if not self.up:
+            return
+        if self.stalled:
+            self.backlog.append(lambda: self.receive(src, message))
             return
         if self.receive_hook is not None:
             self.receive_hook(self, src, message)
@@ -115,10 +159,14 @@ class SimNode(MachineHost):
     def crash(self) -> None:
         """The node stops dead: no more events, timers or messages."""
         self.up = False
+        self.stalled = False
+        self.backlog.clear()
         for handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
         self.cluster.network.crash(self.node_id)
+        if self.crash_hook is not None:
+            self.crash_hook(self)
 
 
 class SimCluster:

@@ -64,6 +64,12 @@ class SimReservationDevice:
     def failed(self) -> bool:
         return self.machine.state == "Failed"
 
+    @property
+    def settles_at(self) -> int:
+        """When the last command sent so far runs: a command a stall held runs late even after :meth:`resume`,
+        and the commands its node sent after it wait for it (one initiator's order)."""
+        return max(self._last_run)
+
     # -- faults ------------------------------------------------------------------------------------
     def stall(self, delay_ms: int, node: int | None = None) -> None:
         """Hold every command sent from now on (from ``node``, or from everyone) for ``delay_ms``."""

@@ -10,8 +10,19 @@ beside their messages, one update at a time, groups and resources driven by
 the failover manager); the world supplies what a real node would do with
 devices and disks:
 
-* a resource's ``call Online`` / ``call Offline`` is answered by the
-  simulated driver after ``op_ms`` (``call Terminate`` is immediate);
+* a resource's ``call`` goes to the node's resource monitor
+  (:class:`~wolfpack.runtime.sim.monitor.SimMonitor`): ``Online`` /
+  ``Offline`` complete after ``op_ms`` (``Terminate`` at once), and a
+  process runs from an Online's completion, only under a fresh lease, to its
+  Offline, Terminate, the lease's lapse, or the node's crash;
+* the lease, as the daemon keeps it (``runtime/daemon/lease.py``): renewed
+  every heartbeat period and at each install while a quorum vouches for the
+  node (the heartbeats carry their sender's members and ages,
+  :mod:`wolfpack.runtime.sim.lease`), revoked when a heartbeat carries a
+  newer membership without the node, ended when the node halts;
+* :meth:`World.stall`: a node's daemon (and its monitor, if asked) stops
+  for a while; what reaches it waits, and on waking it looks at its clock
+  first and halts (``clock_gap``) after a gap past the suspicion bound;
 * with ``quorum="disk"`` every node also runs the arbitration machine, whose
   ``command reset|reserve|release`` go to one shared simulated quorum disk
   (:class:`~wolfpack.runtime.sim.device.SimReservationDevice`) and whose
@@ -29,9 +40,10 @@ devices and disks:
   much later, or as soon as it hears another node's membership message at
   least ``min(rejoin_after_ms, REJOIN_MIN_MS)`` after its halt.
 
-:meth:`World.violations` checks what must hold at every instant: a group is
-online (any resource not offline) on at most one live node, and only on a
-node of an installed membership.
+:meth:`World.violations` checks what must hold at every instant, from the
+monitors' processes: a group's processes run on at most one node, and only
+on a node of an installed membership; :attr:`World.overlaps` records every
+process start that broke the first, at its instant.
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wolfpack.machines import LiveMachine
-from wolfpack.runtime.node.app import FailoverEvent, Hooks, NodeApp, Update, change_events
+from wolfpack.runtime.daemon.lease import MEMBER_STATES, renewal_anchor
+from wolfpack.runtime.node.app import FailoverEvent, Hooks, NodeApp, Update, change_events, parse_resource_machine
 from wolfpack.runtime.node.app import group_machine_name as group_machine_name
 from wolfpack.runtime.node.app import resource_machine_name as resource_machine_name
 from wolfpack.runtime.node.host import ApplyFailed
@@ -49,11 +62,14 @@ from wolfpack.runtime.node.layout import DURABLE, QUORUMS, node_machines
 from wolfpack.runtime.node.layout import GroupConfig as GroupConfig
 from wolfpack.runtime.sim.cluster import Message, SimCluster, SimNode
 from wolfpack.runtime.sim.device import SimReservationDevice
+from wolfpack.runtime.sim.lease import BeatNote, SimHeartbeats
+from wolfpack.runtime.sim.monitor import SimMonitor
 from wolfpack.runtime.sim.network import LinkPolicy
+from wolfpack.spec import defaults as d
 from wolfpack.spec.core import Emitted
 
 __all__ = ["CHECKPOINT_EVERY", "DURABLE", "QUORUMS", "REJOIN_AFTER_MS", "REJOIN_MIN_MS", "Checkpoint", "GroupConfig",
-           "SimDatabase", "World", "group_machine_name", "resource_machine_name"]
+           "SimDatabase", "Stall", "World", "group_machine_name", "resource_machine_name"]
 
 #: the daemon's default ``node.rejoin_after_ms``: a halted node starts its cluster role again this much later
 REJOIN_AFTER_MS = 2000
@@ -65,6 +81,9 @@ HEARTBEAT_LAG_MS = 1
 #: the simulated quorum log gets a checkpoint when its holder has applied this many updates past the last one
 #: (the daemon: ``CHECKPOINT_EVERY``, 1000); small, so that short runs catch up from checkpoints too
 CHECKPOINT_EVERY = 8
+
+#: how long a node's lease holds after a quorum last vouched for it (the daemon's ``timing.lease_ms``)
+LEASE_MS = d.LEASE_MS
 
 #: a database's content: (configuration, group owners, paused nodes)
 State = tuple[tuple[tuple[str, str], ...], tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
@@ -103,17 +122,33 @@ class SimDatabase:
         return events
 
 
+@dataclass
+class Stall:
+    """A node's daemon stopped (and its monitor too, ``with_monitor``) from ``start`` for ``ms``; on waking it saw
+    its clock jump by ``gap`` ms and halted before anything else if that passed the suspicion bound."""
+
+    node: int
+    start: int
+    ms: int
+    with_monitor: bool
+    gap: int | None = None  # set when it wakes
+    halted: bool = False
+
+
 class World:
     def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
                  policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns",
-                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS) -> None:
+                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS, lease_ms: int = LEASE_MS) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
         if rejoin_after_ms < 0:
             raise ValueError(f"rejoin_after_ms must be >= 0 (0: a halted node stays halted), got {rejoin_after_ms}")
         if heartbeat_lag_ms < 0:
             raise ValueError(f"heartbeat_lag_ms must be >= 0, got {heartbeat_lag_ms}")
+        if lease_ms < 1:
+            raise ValueError(f"lease_ms must be >= 1, got {lease_ms}")
         self.n = nodes
+        self.lease_ms = lease_ms
         self.rejoin_after_ms = rejoin_after_ms
         self.heartbeat_lag_ms = heartbeat_lag_ms
         #: per node: how often its service (re)started its cluster role, and when its membership last halted
@@ -142,9 +177,22 @@ class World:
         self._armed: list[tuple[int, str, str]] = []  # (node, machine, effect name): crash right after it
         self.disk = SimReservationDevice(self.cluster.clock, nodes, self._disk_answer, trace=self.cluster.trace.append)
         self.apps = {i: self._app(node, SimDatabase(), {}) for i, node in self.cluster.nodes.items()}
+        #: per node: its resource monitor (the resources' real processes, the lease it enforces), and what its
+        #: heartbeat timer knows for the lease
+        self.monitors = {i: self._monitor(i) for i in range(nodes)}
+        self.beats = {i: SimHeartbeats(i, nodes) for i in range(nodes)}
+        #: every stall, and per node the one under way; when each node's daemon last ran (its clock watch)
+        self.stalls: list[Stall] = []
+        #: every moment a resource's process started while its group's processes ran on another node: (time,
+        #: group, the nodes where they ran then)
+        self.overlaps: list[tuple[int, str, list[int]]] = []
+        self._stalled: dict[int, Stall] = {}
+        self._alive_at = dict.fromkeys(range(nodes), 0)
         for node in self.cluster.nodes.values():
             node.send_hook = self._attach_payload
             node.receive_hook = self._take_payload
+            node.crash_hook = self._crashed
+            self._lease_tick(node.node_id)
 
     # -- building the nodes --------------------------------------------------------
     def _machines_for(self, me: int) -> dict[str, LiveMachine]:
@@ -197,6 +245,9 @@ class World:
         self.apps[node] = self._app(sim, database, kept_app.store)
         if rejoining:
             self.apps[node].queue = kept_app.queue
+        else:  # a new service: a new lease page (no lease yet) and a new monitor
+            self.monitors[node] = self._monitor(node)
+        self.beats[node] = SimHeartbeats(node, self.n)  # a new heartbeat timer, which has heard nobody yet
         sim.up = True
         self.cluster.network.restart(node)
         self.boot(node)
@@ -207,13 +258,23 @@ class World:
 
     # -- GUM payloads ride beside their messages ---------------------------------------
     def _attach_payload(self, node: SimNode, message: Message) -> Message:
+        if message.machine == "heartbeat" and message.name == "beat":
+            return Message(message.machine, message.name, message.args,
+                           self.beats[node.node_id].note(self.cluster.clock.now))
         payload = self.apps[node.node_id].attach_payload(message.machine, message.name, message.args)
         return message if payload is None else Message(message.machine, message.name, message.args, payload)
 
     def _take_payload(self, node: SimNode, src: int, message: Message) -> None:
-        if message.machine == "membership" and node.node_id in self._halted_at:
-            self._heard_regroup(node.node_id)
-        self.apps[node.node_id].take_payload(src, message.machine, message.name, message.args, message.payload)
+        me = node.node_id
+        if message.machine == "heartbeat" and message.name == "beat" and isinstance(message.payload, BeatNote):
+            revoke = self.beats[me].received(src, int(message.args["epoch"]), message.payload,
+                                             self.cluster.clock.now)
+            if revoke is not None:  # the heartbeat thread revokes the lease at once
+                self.monitors[me].revoke(revoke)
+            return
+        if message.machine == "membership" and me in self._halted_at:
+            self._heard_regroup(me)
+        self.apps[me].take_payload(src, message.machine, message.name, message.args, message.payload)
 
     # -- a halted node starts its cluster role again (the daemon's node.rejoin_after_ms) -----------------
     def _halted(self, node: int) -> None:
@@ -221,7 +282,9 @@ class World:
             return
         self._halted_at[node] = self.cluster.clock.now
         incarnation = self._incarnation[node]
-        self.cluster.clock.call_later(self.rejoin_after_ms, lambda: self._rejoin_if_halted(node, incarnation),
+        sim = self.cluster.nodes[node]
+        self.cluster.clock.call_later(self.rejoin_after_ms,
+                                      lambda: sim.post(lambda: self._rejoin_if_halted(node, incarnation)),
                                       f"rejoin {node}")
 
     def _heard_regroup(self, node: int) -> None:
@@ -240,6 +303,9 @@ class World:
     # -- effects that are not messages or timers -----------------------------------------
     def _wiring(self, node: SimNode, machine: str, report: Emitted) -> list[tuple[str, str, dict[str, Any]]]:
         routed = self.apps[node.node_id].route(machine, report)
+        if machine == "membership" and report.name == "installed":
+            self._epoch_installed(node.node_id, int(report.args["epoch"]),
+                                  frozenset(k for k in range(self.n) if report.args.get(f"m{k}")))
         if machine != "heartbeat":
             return routed
         me, incarnation = node.node_id, self._incarnation[node.node_id]
@@ -260,10 +326,14 @@ class World:
     def _after_step(self, node: SimNode, machine: str, entry: dict[str, Any]) -> None:
         """Crash a node armed to die right after one of its effects (its other effects of that step still
         happen); when GUM is idle again, submit the next queued update (after the current step)."""
+        self._alive_at[node.node_id] = self.cluster.clock.now
         for arm in list(self._armed):
             if arm[:2] == (node.node_id, machine) and any(e.get("name") == arm[2] for e in entry.get("effects", [])):
                 self._armed.remove(arm)
                 self.cluster.clock.call_later(0, node.crash, f"armed crash of {node.node_id}")
+        if (machine == "membership" and entry.get("dest") in ("Halted", "Down")
+                and entry.get("source") not in ("Halted", "Down")):
+            self.monitors[node.node_id].end()  # the daemon's on_left: no lease from now on
         if machine == "membership" and entry.get("dest") == "Halted" and entry.get("source") != "Halted":
             self._halted(node.node_id)
         self.apps[node.node_id].after_step(machine, entry)
@@ -387,12 +457,114 @@ class World:
     def _disk_answer(self, node: int, event: str) -> None:
         self.cluster.nodes[node].feed("arbitration", event)
 
+    # -- the resource monitors and the lease (runtime/daemon/service.py, runtime/daemon/lease.py) -------------
+    def _monitor(self, me: int) -> SimMonitor:
+        node = self.cluster.nodes[me]
+
+        def answer(machine: str, event: str) -> None:
+            if event == "online_succeeded":
+                self._started(me, machine)
+            node.feed(machine, event)
+        return SimMonitor(me, self.cluster.clock, answer)
+
+    def _started(self, me: int, machine: str) -> None:
+        """A resource's process started on node ``me``: if its group's processes run on another node too, that
+        is a two-copy moment, recorded at the instant it begins (:attr:`overlaps`; the checks every 10 ms of
+        :meth:`violations` could miss a short one)."""
+        gi = parse_resource_machine(machine)[0]
+        nodes = self.active_on(gi)
+        if len(nodes) > 1:
+            self.overlaps.append((self.cluster.clock.now, self.groups[gi].name, nodes))
+
+    def _crashed(self, node: SimNode) -> None:
+        """The daemon died: its monitor sees its socket close and terminates everything (R4)."""
+        self.monitors[node.node_id].clear()
+        self._stalled.pop(node.node_id, None)
+
+    def _lease_tick(self, me: int) -> None:
+        """Every heartbeat period, in the daemon's loop (``_lease_ticks``, ``_watch_clock``): renew the lease, and
+        look at the clock; a stalled daemon does neither."""
+        node = self.cluster.nodes[me]
+        if node.up and not node.stalled:
+            self._alive_at[me] = self.cluster.clock.now
+            self._renew(me)
+        self.cluster.clock.call_later(d.HEARTBEAT_PERIOD_MS, lambda: self._lease_tick(me), f"lease tick {me}")
+
+    def _renew(self, me: int) -> None:
+        """Renew the lease if the node is a member of a quorate membership (the daemon's ``_renew_lease``)."""
+        node = self.cluster.nodes[me]
+        membership = node.machines["membership"]
+        now = self.cluster.clock.now
+        anchor = renewal_anchor(membership.state, node.machines["gum"].state == "Halted", me, self.n, self.quorum,
+                                int(membership.record.epoch), bool(getattr(membership.record, "holds_disk", False)),
+                                self.beats[me].vouches, now, self.lease_ms, per_ms=1)
+        if not isinstance(anchor, str):
+            self.monitors[me].renew(anchor + self.lease_ms)
+
+    def _epoch_installed(self, me: int, epoch: int, members: frozenset[int]) -> None:
+        """The membership machine installed ``epoch`` (the daemon's ``_epoch_installed``): the heartbeats carry
+        it, a revocation about an older epoch is lifted, and the lease is renewed at once (Online needs it)."""
+        self.beats[me].set_epoch(epoch, members)
+        self.monitors[me].installed(epoch)
+        self._renew(me)
+
+    # -- a stalled daemon ----------------------------------------------------------------------
+    def stall(self, node: int, ms: int, with_monitor: bool = False) -> Stall | None:
+        """Node ``node``'s daemon stops for ``ms`` (SIGSTOP, a VM pause, a swap storm): no timer, message,
+        heartbeat or lease renewal until it wakes, and what reaches it waits in its queue; ``with_monitor``
+        stops its resource monitor too (nothing it hosts is killed until then).  On waking the daemon looks at
+        its clock first, as ``DaemonNode.run`` does: after a gap longer than the suspicion bound (heartbeat
+        period x missed heartbeats) it feeds ``clock_gap`` (it halts) before it handles anything that waited.
+        Returns the stall (None: the node is down)."""
+        sim = self.cluster.nodes[node]
+        if ms < 0:
+            raise ValueError(f"a stall lasts 0 ms or more, not {ms}")
+        if not sim.up:
+            return None
+        if node in self._stalled:
+            raise ValueError(f"node {node} is stalled already (since {self._stalled[node].start} ms)")
+        stall = Stall(node, self.cluster.clock.now, ms, with_monitor)
+        self.stalls.append(stall)
+        self._stalled[node] = stall
+        sim.stall()
+        if with_monitor:
+            self.monitors[node].freeze()
+        self.cluster.clock.call_later(ms, lambda: self._wake(stall), f"wake {node}")
+        return stall
+
+    def stalled(self, node: int) -> bool:
+        return node in self._stalled
+
+    def _wake(self, stall: Stall) -> None:
+        me = stall.node
+        if self._stalled.get(me) is not stall:
+            return  # it crashed meanwhile
+        del self._stalled[me]
+        sim = self.cluster.nodes[me]
+        if stall.with_monitor:
+            self.monitors[me].thaw()  # its answers join the daemon's queue, behind what waited there
+        heartbeat = sim.machines["heartbeat"].record
+        bound = int(heartbeat.period_ms) * int(heartbeat.threshold)  # the daemon's gap_bound_s
+        stall.gap = self.cluster.clock.now - self._alive_at[me]
+
+        def look_at_the_clock() -> None:
+            assert stall.gap is not None
+            if stall.gap > bound:
+                stall.halted = sim.machines["membership"].state not in ("Down", "Halted")
+                sim.feed("membership", "clock_gap")
+            self._alive_at[me] = self.cluster.clock.now
+
+        sim.wake(first=look_at_the_clock)
+
     # -- what a test or a story does -------------------------------------------------------
     def submit_config(self, node: int, key: str, value: str) -> None:
         """An administrator on ``node`` changes the configuration: one global update KEY=VALUE."""
-        if not self.cluster.nodes[node].up:
+        sim = self.cluster.nodes[node]
+        if not sim.up:
             return
-        self.apps[node].submit([{"key": key, "value": value}])
+        # the request goes through the node's queue (the daemon's admin API posts it): a stalled node takes it
+        # when it wakes
+        sim.post(lambda: self.apps[node].submit([{"key": key, "value": value}]))
 
     def move(self, group: int, node: int) -> None:
         """An administrator moves a group: the request goes to the node that runs it (as an RPC would)."""
@@ -400,11 +572,12 @@ class World:
             self.cluster.nodes[owner].feed("failover", "move_requested", group=group, node=node)
 
     def fail_resource(self, group: int, resource: int) -> bool:
-        """Resource ``resource`` of group ``group`` dies where it is Online (its IsAlive check fails there);
-        whether it was Online anywhere."""
+        """Resource ``resource`` of group ``group`` dies where it is Online (its process is gone, its IsAlive
+        check fails there); whether it was Online anywhere."""
         name = resource_machine_name(group, resource)
         hit = [n for n in self.cluster.nodes.values() if n.up and n.machines[name].state == "Online"]
         for node in hit:
+            self.monitors[node.node_id].running.discard(name)
             node.feed(name, "is_alive_failed")
         return bool(hit)
 
@@ -426,11 +599,9 @@ class World:
         self._armed.append((node, machine, effect))
 
     def _drive(self, node: SimNode, machine: str, entry: str) -> None:
-        """The simulated resource driver: Online/Offline succeed after op_ms."""
-        answer = {"Online": "online_succeeded", "Offline": "offline_succeeded"}.get(entry)
-        if answer is None:
-            return
-        self.cluster.clock.call_later(self.op_ms, lambda: node.feed(machine, answer), f"driver {machine}")
+        """A resource machine's call goes to the node's monitor: Online/Offline succeed after op_ms (Online only
+        under a fresh lease), Terminate at once."""
+        self.monitors[node.node_id].call(machine, entry, self.op_ms)
 
     # -- observing ---------------------------------------------------------------------
     def running_on(self, gi: int) -> list[int]:
@@ -443,6 +614,11 @@ class World:
                    for ri in range(len(self.groups[gi].resources))):
                 out.append(i)
         return out
+
+    def active_on(self, gi: int) -> list[int]:
+        """Nodes where a process of some resource of group ``gi`` runs (the monitors' real process state)."""
+        names = {resource_machine_name(gi, ri) for ri in range(len(self.groups[gi].resources))}
+        return [i for i, monitor in self.monitors.items() if monitor.running & names]
 
     def online_on(self, gi: int) -> list[int]:
         return [i for i, node in self.cluster.nodes.items()
@@ -499,13 +675,14 @@ class World:
                 and node.machines["membership"].record.epoch == newest)
 
     def violations(self) -> list[str]:
+        """What must hold at every instant, counted from the monitors' processes (not from owners or machine
+        states): a group's processes run on one node at most, and only on a node inside the cluster."""
         problems = []
         for gi, g in enumerate(self.groups):
-            nodes = self.running_on(gi)
+            nodes = self.active_on(gi)
             if len(nodes) > 1:
                 problems.append(f"group {g.name} runs on nodes {nodes} at once")
             for i in nodes:
-                if self.cluster.nodes[i].machines["membership"].state not in ("Stable", "Collecting", "Proposing",
-                                                                            "Accepted"):
+                if self.cluster.nodes[i].machines["membership"].state not in MEMBER_STATES:
                     problems.append(f"group {g.name} runs on node {i}, which is not in the cluster")
         return problems

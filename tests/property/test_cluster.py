@@ -2,9 +2,12 @@
 
 Rules are faults, administrators and time: crash a node, restart it,
 partition the network (both ways or one way), heal it, make a link lossy,
-slow and duplicating, submit configuration updates from any node, let time
-pass.  After every step the cluster-wide invariants must hold: a group runs
-on at most one live node and only on a node inside the cluster; nodes that
+slow and duplicating, stall a node's daemon (50 ms to 10 s; it wakes by
+itself, and halts on the clock gap if the stall passed the suspicion bound),
+submit configuration updates from any node, let time pass.  After every step
+the cluster-wide invariants must hold: a group's processes (as the nodes'
+resource monitors have them, under the lease) run on at most one node, at
+every instant, and only on a node inside the cluster; nodes that
 installed the same epoch agree on its members; the applied global updates
 of the nodes in the cluster are prefixes of one sequence that holds every
 committed update unchanged.  Two stories these checks first failed on
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -71,7 +75,10 @@ DISK_LIVENESS_BOUND_MS = (d.HEARTBEAT_PERIOD_MS * d.HEARTBEAT_MISSED_THRESHOLD +
 #: halts of a member of a live majority that the spec asks for, by trigger, with the reason
 MAJORITY_HALTS_ALLOWED = {
     "shutdown": "a planned stop (ClusterExit) of that node",
+    "clock_gap": "that node's daemon was stalled past the suspicion bound: the others may have taken its groups",
 }
+#: the longest stall of a node's daemon the tests draw (issue 14: a GC or swap storm, a paused VM, SIGSTOP)
+LONGEST_STALL_MS = 10_000
 #: how many halts of a member of a live majority the checks saw, by trigger (allowed ones only: the rest fail)
 majority_halts: dict[str, int] = {}
 #: a link must have been clean this long before an install for the membership to count as healthy (the longest
@@ -81,7 +88,8 @@ CLEAN_BEFORE_INSTALL_MS = 50
 
 def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = True,
                     longest_wait_ms: int = 600, faults_take_time: bool = False,
-                    liveness: bool = False, quorum: str = "mns") -> type[RuleBasedStateMachine]:
+                    liveness: bool = False, quorum: str = "mns",
+                    lease_ms: int = d.LEASE_MS) -> type[RuleBasedStateMachine]:
     """The whole-cluster model; ``more_faults`` adds one-way cuts, degraded links, configuration updates,
     administrator moves and resource failures to crash, restart, partition, heal and wait (up to
     ``longest_wait_ms`` at a time).  Under ``quorum="disk"`` the disk can also stall and resume.
@@ -100,7 +108,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         def form(self, seed: int, restart_crashed: bool) -> None:
             self.restart_crashed = restart_crashed
             self.world = World(NODES, GROUPS, seed=seed, op_ms=OP_MS, quorum=quorum,
-                               rejoin_after_ms=REJOIN_AFTER_MS if liveness else 0)
+                               rejoin_after_ms=REJOIN_AFTER_MS if liveness else 0, lease_ms=lease_ms)
             if takeover_wait_ms is not None:
                 for node in self.world.cluster.nodes.values():
                     fo = node.machines["failover"]
@@ -108,7 +116,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             self.world.boot_all()
             self._seen = 0  # trace entries already looked at by the majority-halt check
             self.installed: dict[int, tuple[int, frozenset[int]]] = {}  # epoch -> (first install time, members)
-            self.nodes_changed_at = 0  # the last crash or restart
+            self.nodes_changed_at = 0  # the last crash or restart, or the end of the last stall
             self.disk_clean_since: int | None = 0  # None while the disk stalls
             # under disk quorum the first node challenges for the disk (W), then waits out the disk take-over wait
             self.world.cluster.run_for(2000 if quorum == "mns" else 30000)
@@ -120,7 +128,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         @rule(data=st.data(), then_ms=then)
         def crash(self, data: st.DataObject, then_ms: int) -> None:
             self.world.cluster.nodes[data.draw(st.sampled_from(self.up()))].crash()
-            self.nodes_changed_at = self.world.cluster.clock.now
+            self.nodes_changed_at = max(self.nodes_changed_at, self.world.cluster.clock.now)
             self.wait(then_ms)
 
         @precondition(lambda self: len(self.up()) < NODES)
@@ -128,7 +136,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
         def restart(self, data: st.DataObject, then_ms: int) -> None:
             down = [i for i in range(NODES) if i not in self.up()]
             self.world.restart(data.draw(st.sampled_from(down)))
-            self.nodes_changed_at = self.world.cluster.clock.now
+            self.nodes_changed_at = max(self.nodes_changed_at, self.world.cluster.clock.now)
             self.wait(then_ms)
 
         @rule(side=st.sets(st.integers(0, NODES - 1), min_size=1, max_size=NODES - 1), then_ms=then)
@@ -149,6 +157,8 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
 
         def check(self) -> None:
             problems = self.world.violations() + self.world.update_violations()
+            problems += [f"group {g} started on one more node at {t} ms: it ran on {nodes}"
+                         for t, g, nodes in self.world.overlaps]
             assert not problems, "; ".join(problems)
             self.check_majority_halts()
             installed: dict[int, tuple[bool, ...]] = {}
@@ -162,7 +172,9 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             """A member of the newest membership halts: if that membership is a majority of live nodes, none
             restarted or crashed since it was installed, their links to each other have been clean since before
             and the quorum disk too (for longer than a reserve timeout: a command sent while it stalled may time
-            out after it resumed), the halt is a bug unless the spec says why (:data:`MAJORITY_HALTS_ALLOWED`)."""
+            out after it resumed; and clean only once every command a stall held has run: such a command runs
+            late, after the resume, e.g. a challenger's reset that breaks the holder's reservation), the halt is a
+            bug unless the spec says why (:data:`MAJORITY_HALTS_ALLOWED`)."""
             trace = self.world.cluster.trace
             new, self._seen = trace[self._seen:], len(trace)
             for entry in new:
@@ -198,14 +210,15 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             self.check()
 
         def teardown(self) -> None:
-            """Liveness: the faults stop.  The network heals (cuts and degraded links too), crashed nodes
+            """Liveness: the faults stop.  Stalled nodes wake (a stall ends by itself), the network heals (cuts
+            and degraded links too), crashed nodes
             restart if this run drew ``restart_crashed``, and simulated time runs for
             :data:`LIVENESS_BOUND_MS`, the invariants checked every 10 ms.  Then, with U the live nodes:
 
             * if U is a majority, every node of U has installed one membership, U itself (same epoch); its
               GUM is idle with nothing queued or in flight, all applied the same updates (the same number, the
-              same configuration, every committed update); every group is online on exactly one node of U and
-              running nowhere else;
+              same configuration, every committed update); every group is online on exactly one node of U, its
+              processes run there (under the lease) and nowhere else;
             * if U is not a majority, no group runs anywhere.
 
             The bound, from ``spec/defaults.py`` and the daemon's ``node.rejoin_after_ms``: a node that will
@@ -217,14 +230,16 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             if not liveness:
                 return
             world = self.world
+            while any(world.stalled(i) for i in range(NODES)):  # a stall ends by itself: let it
+                self.wait(10)
             world.cluster.network.heal()
             world.disk.resume()
-            self.disk_clean_since = world.cluster.clock.now
+            self.disk_clean_since = max(world.cluster.clock.now, world.disk.settles_at)
             if self.restart_crashed:
                 for i in range(NODES):
                     if not world.cluster.nodes[i].up:
                         world.restart(i)
-                        self.nodes_changed_at = world.cluster.clock.now
+                        self.nodes_changed_at = max(self.nodes_changed_at, world.cluster.clock.now)
             bound = LIVENESS_BOUND_MS if quorum == "mns" else DISK_LIVENESS_BOUND_MS
             self.wait(bound)
             live = self.up()
@@ -249,10 +264,10 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             assert all(world.config(i) == world.config(live[0]) for i in live), "the members' configurations differ"
             assert not world.update_violations()
             for gi, g in enumerate(GROUPS):
-                online, running = world.online_on(gi), world.running_on(gi)
-                assert len(online) == 1 and running == online, (
-                    f"{bound} ms after the faults stopped group {g.name} is online on {online} and "
-                    f"runs on {running}")
+                online, running, active = world.online_on(gi), world.running_on(gi), world.active_on(gi)
+                assert len(online) == 1 and running == online and active == online, (
+                    f"{bound} ms after the faults stopped group {g.name} is online on {online}, its machines "
+                    f"run on {running} and its processes on {active}")
 
     if not more_faults:
         return Cluster
@@ -270,6 +285,16 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             if src != dst:
                 self.world.cluster.network.set_policy(
                     src, dst, LinkPolicy(loss=loss, min_delay_ms=1, max_delay_ms=delay, duplicate=duplicate))
+            self.wait(then_ms)
+
+        @precondition(lambda self: any(not self.world.stalled(i) for i in self.up()))
+        @rule(data=st.data(), ms=st.integers(50, LONGEST_STALL_MS), then_ms=then)
+        def stall(self, data: st.DataObject, ms: int, then_ms: int) -> None:
+            """A node's daemon stops for ``ms`` (its monitor goes on, and enforces the lease); it wakes by itself."""
+            node = data.draw(st.sampled_from([i for i in self.up() if not self.world.stalled(i)]))
+            self.world.stall(node, ms)
+            # a stalled member is no live member: the others may rightly halt while it stalls or as it wakes
+            self.nodes_changed_at = max(self.nodes_changed_at, self.world.cluster.clock.now + ms)
             self.wait(then_ms)
 
         @rule(node=st.integers(0, NODES - 1), value=st.integers(0, 9), then_ms=then)
@@ -298,7 +323,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             @rule(then_ms=then)
             def resume_disk(self, then_ms: int) -> None:
                 self.world.disk.resume()
-                self.disk_clean_since = self.world.cluster.clock.now
+                self.disk_clean_since = max(self.world.cluster.clock.now, self.world.disk.settles_at)
                 self.wait(then_ms)
 
     return ClusterWithMoreFaults
@@ -343,9 +368,14 @@ def test_a_holder_a_membership_behind_is_not_granted_the_lock() -> None:
     s.teardown()
 
 
-def test_without_the_takeover_wait_a_split_runs_a_group_twice() -> None:
+def test_without_the_takeover_wait_and_with_a_lease_too_long_a_split_runs_a_group_twice() -> None:
     """The basic faults find the split that needs the take-over wait: an owner cut off long enough to be
     declared dead (about 600 ms) still runs its group when the others take it over.
+
+    The lease alone now stops the cut-off owner's copy in time (500 ms after the others last heard it, 15 ms
+    to kill, where the others suspect it no sooner than 400 ms after that, regroup for 100 ms and take 50 ms
+    to bring the group online), so the seeded bug breaks the timing obligation
+    ``stalled_owner_stops_before_takeover`` twice over: no take-over wait, and a lease of 2 s.
 
     Faults take time here (up to a second after each), so a split lasts in most runs, whatever rules
     swarm testing leaves out.  Without that, only about one run in 150 held a split that long, and
@@ -357,11 +387,11 @@ def test_without_the_takeover_wait_a_split_runs_a_group_twice() -> None:
                     phases=[Phase.generate])  # finding it is the point; shrinking would take minutes
     try:
         run_state_machine_as_test(cluster_machine(takeover_wait_ms=0, more_faults=False, longest_wait_ms=1000,
-                                                  faults_take_time=True), settings=hunt)
+                                                  faults_take_time=True, lease_ms=2000), settings=hunt)
     except AssertionError as exc:
-        assert "runs on nodes" in str(exc), exc
+        assert "runs on nodes" in str(exc) or "started on one more node" in str(exc), exc
     else:
-        raise AssertionError("the seeded bug (no take-over wait) was not found")
+        raise AssertionError("the seeded bug (no take-over wait, a lease of 2 s) was not found")
 
 
 def test_a_node_restarted_with_an_orphan_update_loads_the_sponsors_database() -> None:
@@ -476,3 +506,61 @@ def test_a_join_whose_sponsor_died_leaves_the_node_out_of_the_failover_manager()
     assert not problems, problems[0]
     assert joined, "node 0 never joined node 2"
     assert world.committed.get(2) == [{"key": "k", "value": "7"}], "the story did not happen: k=7 is not update 2"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="open finding (issue 14, item 6): found by TestClusterDisk with the stall rule; a node that "
+                   "halts on a clock gap and rejoins while the disk stalls coordinates a membership with a member "
+                   "ahead of it and keeps its orphan as update 2")
+def test_a_stalled_node_that_rejoins_while_the_disk_stalls_keeps_no_orphan() -> None:
+    """Found by ``TestClusterDisk`` (ci profile, full suite's draws), cut down to its one stall that matters.
+    Node 1 submitted k=8 as update 2 while cut off (an orphan); the others committed k=1 as update 2.  Node 1's
+    daemon stalls 4377 ms from 32590 ms while the disk stalls (12 s, every path); it wakes, halts on the clock
+    gap (36967 ms), rejoins (37502 ms) and at 40705 ms installs epoch 205 with node 2 as the round's
+    coordinator without loading node 2's database (node 2 is at update 3, node 1 at 2): node 1 keeps k=8 as
+    update 2, and node 2 has k=1 (``update_violations``).  Strict: when it passes, the bug is fixed and this
+    marker must go."""
+    machine = cluster_machine(liveness=True, quorum="disk", longest_wait_ms=3000)
+    s = machine()
+    s.form(seed=1533, restart_crashed=False)
+    s.heal(then_ms=0)
+    s.wait(ms=10)
+    s.partition(side={0, 1}, then_ms=0)
+    s.partition(side={0, 2}, then_ms=0)
+    s.cut_one_way(dst=2, src=2, then_ms=0)
+    s.wait(ms=400)
+    s.wait(ms=2172)
+    s.stall_disk(delay=12000, node=1, then_ms=0)
+    s.update(node=0, then_ms=0, value=1)
+    s.resume_disk(then_ms=0)
+    s.partition(side={0}, then_ms=0)
+    s.update(node=1, then_ms=0, value=8)
+    s.resume_disk(then_ms=0)
+    s.degrade(delay=31, dst=1, duplicate=0.2, loss=0.1, src=1, then_ms=0)
+    s.update(node=2, then_ms=0, value=9)
+    s.update(node=2, then_ms=0, value=1)
+    s.resume_disk(then_ms=0)
+    s.heal(then_ms=0)
+    s.update(node=0, then_ms=0, value=6)
+    s.update(node=1, then_ms=0, value=8)
+    s.cut_one_way(dst=1, src=2, then_ms=0)
+    s.update(node=1, then_ms=0, value=3)
+    s.resume_disk(then_ms=0)
+    s.degrade(delay=12, dst=2, duplicate=0.2, loss=0.1, src=2, then_ms=0)
+    s.stall_disk(delay=12000, node=None, then_ms=0)
+    s.partition(side={0}, then_ms=0)
+    s.degrade(delay=16, dst=0, duplicate=0.2, loss=0.5, src=1, then_ms=0)
+    s.partition(side={0, 2}, then_ms=0)
+    s.wait(ms=10)
+    s.heal(then_ms=0)
+    s.update(node=2, then_ms=0, value=8)
+    s.world.cluster.nodes[0].crash()
+    s.degrade(delay=33, dst=2, duplicate=0.0, loss=0.1, src=1, then_ms=0)
+    s.stall_disk(delay=12000, node=None, then_ms=0)
+    s.move(group=1, node=0, then_ms=0)
+    s.world.stall(1, 4377)
+    s.heal(then_ms=0)
+    s.move(group=1, node=2, then_ms=0)
+    s.stall_disk(delay=12000, node=0, then_ms=0)
+    s.stall_disk(delay=12000, node=2, then_ms=0)
+    s.teardown()

@@ -42,3 +42,29 @@ def test_cli_prints_the_timeline_and_saves_the_trace(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", str(STORIES[0]), "--trace", str(trace)])
     assert result.exit_code == 0, result.output
     assert "every expectation held" in result.output and trace.read_text().count("\n") > 100
+
+
+STALL = ("nodes 3\nseed 1\nrejoin after 2000\ngroup web: ip app; app needs ip; preferred 0 1 2\nat 0 boot all\n"
+         "within 3000 expect web online on 0\nat 3000 stall 0 5000 with monitor\n")
+
+
+def test_a_violation_no_line_expects_fails_the_story(tmp_path: Path) -> None:
+    story = tmp_path / "two.sim"
+    story.write_text(STALL + "at 6000 expect web copies on 0,1\n")
+    with pytest.raises(ScenarioError, match=r"two.sim:8: invariant violated at \d+ ms: group web started on one more"):
+        run_file(story)
+
+
+def test_an_expected_violation_must_be_seen_and_must_end(tmp_path: Path) -> None:
+    story = tmp_path / "never_ends.sim"
+    story.write_text(STALL + "within 2000 expect violation web\nat 6000 expect web copies on 0,1\n")
+    with pytest.raises(ScenarioError, match=r"never_ends.sim:8: the expected violation about web never ended"):
+        run_file(story)
+    short = tmp_path / "short.sim"
+    short.write_text(STALL.replace("5000 with", "300 with") + "within 2000 expect violation web\n")
+    with pytest.raises(ScenarioError, match=r"short.sim:8: 'expect violation web' did not hold within 2000 ms"):
+        run_file(short)
+    at = tmp_path / "at.sim"
+    at.write_text(STALL + "at 3500 expect violation web\n")
+    with pytest.raises(ScenarioError, match=r"at.sim:8: 'expect violation web' goes after 'within MS'"):
+        run_file(at)

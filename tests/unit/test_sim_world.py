@@ -3,7 +3,15 @@ cluster-wide invariant checked every 10 simulated milliseconds."""
 
 from __future__ import annotations
 
-from wolfpack.runtime.sim.world import CHECKPOINT_EVERY, REJOIN_AFTER_MS, REJOIN_MIN_MS, GroupConfig, World
+from wolfpack.runtime.sim.monitor import KILL_MS
+from wolfpack.runtime.sim.world import (
+    CHECKPOINT_EVERY,
+    LEASE_MS,
+    REJOIN_AFTER_MS,
+    REJOIN_MIN_MS,
+    GroupConfig,
+    World,
+)
 
 WEB = GroupConfig("web", ["ip", "app"], {"app": ["ip"]}, preferred=[0, 1, 2, 3])
 
@@ -192,3 +200,86 @@ def test_a_node_back_alone_catches_up_from_the_quorum_logs_checkpoint_and_record
     assert world.bases.get(1) == checkpoint, "node 1 did not start from the checkpoint"
     assert world.config(1) == final and node.machines["gum"].record.last_seq >= last
     assert 1 not in world.apps[1].store, "updates before the checkpoint came one by one, not from the checkpoint"
+
+
+# -- the resource monitors, the lease and stalls (issue 14) ---------------------------------------------------
+def test_the_invariant_counts_the_monitors_processes_not_the_machines() -> None:
+    world = formed(3)
+    assert world.active_on(0) == [0] and not world.violations()
+    world.monitors[1].running.add("res0.1")  # a copy the resource machines of node 1 know nothing of
+    assert world.running_on(0) == [0] and world.violations() == ["group web runs on nodes [0, 1] at once"]
+
+
+def test_a_crash_ends_the_nodes_processes() -> None:
+    world = formed(3)
+    world.cluster.nodes[0].crash()
+    assert world.active_on(0) == [] and not world.monitors[0].running
+
+
+def test_a_stalled_owners_copy_goes_on_the_lease_before_the_others_start_it() -> None:
+    world = formed(3)
+    start = world.cluster.clock.now
+    stall = world.stall(0, 5000)
+    assert stall is not None
+    run_checked(world, 5000)
+    ((ended, gone, killed),) = world.monitors[0].lapses
+    # the lease ran out no later than LEASE_MS after the stall began, and the kill took KILL_MS
+    assert start < ended <= start + LEASE_MS and gone == ended + KILL_MS and killed == ["res0.0", "res0.1"]
+    assert world.active_on(0) == [1] and not world.overlaps
+    first_start = min(e["t"] for e in world.cluster.trace
+                      if e.get("node") == 1 and e.get("machine") == "res0.0" and e.get("dest") == "Online")
+    assert gone < first_start
+    # while stalled node 0 took no step; waking, its first step is the halt on the clock gap
+    steps = [e for e in world.cluster.trace if e.get("node") == 0 and "trigger" in e and e["t"] > start]
+    assert steps[0]["t"] == start + 5000 and steps[0]["machine"] == "membership"
+    assert steps[0]["trigger"] == "clock_gap" and steps[0]["dest"] == "Halted"
+    assert stall.gap is not None and stall.gap >= 5000 and stall.halted
+
+
+def test_messages_sent_to_a_stalled_node_are_handled_after_it_wakes() -> None:
+    world = formed(3)
+    start = world.cluster.clock.now
+    world.stall(0, 300)
+    run_checked(world, 200)
+    assert world.cluster.nodes[0].backlog  # the peers' heartbeats, its own timers
+    run_checked(world, 100)
+    assert not world.cluster.nodes[0].backlog
+    beats = [e for e in world.cluster.trace if e.get("node") == 0 and e.get("trigger") == "beat" and e["t"] > start]
+    assert beats and beats[0]["t"] == start + 300 and len([b for b in beats if b["t"] == start + 300]) >= 4
+
+
+def test_a_short_stall_moves_nothing() -> None:
+    world = formed(3)
+    stall = world.stall(0, 300)
+    run_checked(world, 3000)
+    assert stall is not None and stall.gap is not None and not stall.halted
+    assert world.active_on(0) == [0] and world.online_on(0) == [0] and not world.monitors[0].lapses
+    assert all(e.get("trigger") != "clock_gap" for e in world.cluster.trace)
+
+
+def test_a_stalled_daemon_and_monitor_show_two_copies_to_the_invariant() -> None:
+    """Without fencing the lease cannot stop a copy whose monitor is frozen too: the check must see it."""
+    world = formed(3)
+    world.stall(0, 5000, with_monitor=True)
+    seen = []
+    for _ in range(500):
+        world.cluster.run_for(10)
+        seen += world.violations()
+    assert "group web runs on nodes [0, 1] at once" in seen
+    assert world.overlaps and world.overlaps[0][1:] == ("web", [0, 1])
+    assert world.active_on(0) == [1] and not world.violations()  # woken, node 0 halted and terminated its copy
+
+
+def test_a_node_left_out_by_a_newer_membership_has_its_lease_revoked() -> None:
+    """Cut one way: node 0 still hears the others' heartbeats, which come to carry a membership without it (its
+    lease also lapses: nobody vouches for it any more)."""
+    world = formed(3)
+    revoked = []
+    for peer in (1, 2):
+        world.cluster.network.cut(0, peer)
+    for _ in range(300):
+        world.cluster.run_for(10)
+        revoked.append(world.monitors[0].revoked)
+        assert not world.violations(), world.violations()
+    new_epoch = world.cluster.nodes[1].machines["membership"].record.epoch
+    assert new_epoch in revoked and world.active_on(0) == [1] and not world.overlaps
