@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 from netns import Network, formed
-from test_stall import PORT, REDIS, Prober, start_probers, stop_probers
+from probe import PORT, REDIS, Prober, start_probers, stop_probers
 
 from wolfpack.runtime.daemon.lab import LabCluster
 from wolfpack.runtime.daemon.reconcile import RECHECK_S
