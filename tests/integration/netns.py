@@ -101,3 +101,13 @@ class Network:
 def formed(lab: LabCluster, members: list[int], timeout_s: float = 30) -> None:
     """Until every node of ``members`` has installed exactly that membership."""
     lab.wait_for(f"membership {members}", lambda: all(lab.formed(i, members) for i in members), timeout_s)
+
+
+def start_formed(lab: LabCluster, members: list[int] | None = None) -> None:
+    """Start every daemon of ``lab``, wait for their admin APIs, then until they have formed one membership."""
+    nodes = list(range(len(lab.nodes))) if members is None else members
+    for i in nodes:
+        lab.start(i)
+    for i in nodes:
+        lab.wait_api(i)
+    formed(lab, nodes)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import SETTINGS, lab_cluster
-from netns import Network, formed
+from netns import Network, formed, start_formed
 
 from wolfpack.hw import tgtd
 from wolfpack.runtime.daemon.lab import LabCluster
@@ -52,11 +52,7 @@ def disk_lab(network: Network, target: tgtd.Tgtd, tmp_path: Path) -> Iterator[La
 
 def start(lab: LabCluster) -> int:
     """Start the three nodes; wait for them to form with the disk; the node that owns it."""
-    for i in range(3):
-        lab.start(i)
-    for i in range(3):
-        lab.wait_api(i)
-    formed(lab, [0, 1, 2])
+    start_formed(lab)
     owners = [i for i in range(3) if disk_state(lab, i)["owner"]]
     assert len(owners) == 1, f"one node owns the quorum disk, not {owners}"
     return owners[0]

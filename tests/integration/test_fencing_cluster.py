@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from ipmi import Bmc, bmc_for
-from netns import Network, formed
+from netns import Network, start_formed
 from probe import last_answer, redis_group, start_probers, stop_probers, two_copies
 
 from wolfpack.runtime.daemon.lab import LabCluster
@@ -73,14 +73,6 @@ def add_bmc(lab: LabCluster, bmc: Bmc, password: str | None = None) -> None:
     cli(lab, 1, "fence", "add", "ipmi0", "--agent", "fence_ipmilan", *params, "--node", "0")
 
 
-def start_cluster(lab: LabCluster) -> None:
-    for i in range(3):
-        lab.start(i)
-    for i in range(3):
-        lab.wait_api(i)
-    formed(lab, [0, 1, 2])
-
-
 def freeze_node(lab: LabCluster, i: int) -> list[int]:
     """SIGSTOP node ``i``'s daemon and its resource monitors (a paused VM, as far as the cluster sees)."""
     monitors = [int(m["pid"]) for m in lab.client(i).get("/v1/local")["monitors"].values() if m.get("pid")]
@@ -93,7 +85,7 @@ def freeze_node(lab: LabCluster, i: int) -> list[int]:
 
 
 def test_the_cli_lists_tests_and_removes_fence_devices_and_refuses_bad_ones(lab: LabCluster, bmc0: Bmc) -> None:
-    start_cluster(lab)
+    start_formed(lab)
     # a parameter the agent does not have is refused, with the agent's own parameter list
     bad = cli(lab, 1, "fence", "add", "x", "--agent", "fence_ipmilan", "--param", "colour=blue", "--node", "0",
               check=False)
@@ -120,7 +112,7 @@ def test_the_cli_lists_tests_and_removes_fence_devices_and_refuses_bad_ones(lab:
 
 def test_a_frozen_node_with_its_monitor_is_fenced_before_its_group_moves(lab: LabCluster, network: Network,
                                                                         bmc0: Bmc) -> None:
-    start_cluster(lab)
+    start_formed(lab)
     add_bmc(lab, bmc0)
     cli(lab, 1, "cluster", "set", "cluster.fencing=required")
     redis_group(lab, 0)
@@ -151,7 +143,7 @@ def test_a_frozen_node_with_its_monitor_is_fenced_before_its_group_moves(lab: La
 
 def test_a_failed_fence_leaves_the_group_offline_until_the_operator_confirms(lab: LabCluster, network: Network,
                                                                             bmc0: Bmc) -> None:
-    start_cluster(lab)
+    start_formed(lab)
     add_bmc(lab, bmc0, password="wrong-" + bmc0.password)
     cli(lab, 1, "cluster", "set", "cluster.fencing=required")
     redis_group(lab, 0)

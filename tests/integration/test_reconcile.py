@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from netns import Network, formed
+from netns import Network, formed, start_formed
 from probe import PORT, REDIS, Prober, start_probers, stop_probers
 
 from wolfpack.runtime.daemon.lab import LabCluster
@@ -82,11 +82,7 @@ def answered_after(prober: Prober, t_ns: int) -> list[int]:
 
 def restart_node0_with_a_stray(lab: LabCluster, network: Network, policy: str, daemon: bool = True) -> None:
     """Node 0 out of the cluster: its daemon stopped, or (``daemon=False``) a planned leave of a running daemon."""
-    for i in range(3):
-        lab.start(i)
-    for i in range(3):
-        lab.wait_api(i)
-    formed(lab, [0, 1, 2])
+    start_formed(lab)
     cache_group(lab, policy)
     if daemon:
         lab.stop(0)

@@ -14,7 +14,7 @@ import signal
 import time
 
 import pytest
-from netns import Network, formed
+from netns import Network, start_formed
 from probe import PROBE_MS, last_answer, redis_group, start_probers, stop_probers, two_copies
 
 from wolfpack.runtime.daemon.lab import LabCluster
@@ -31,11 +31,7 @@ def owner_seen_by(lab: LabCluster, i: int) -> tuple[int | None, str]:
 @pytest.mark.parametrize("freeze_s", [0.3, 2.0, 5.0, pytest.param(60.0, marks=pytest.mark.slow)])
 def test_a_frozen_owner_daemon_loses_its_copy_before_another_answers(lab: LabCluster, network: Network,
                                                                       freeze_s: float) -> None:
-    for i in range(3):
-        lab.start(i)
-    for i in range(3):
-        lab.wait_api(i)
-    formed(lab, [0, 1, 2])
+    start_formed(lab)
     redis_group(lab, 0)
     probers = start_probers(network)
     try:
