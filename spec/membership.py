@@ -261,6 +261,15 @@ def make_membership_spec(n: int) -> Spec:
     def rounds_exhausted(r: Any, e: Any) -> Any:
         return r.attempts >= r.max_rounds
 
+    def caught_up(r: Any, e: Any) -> dict[str, Any]:
+        """After the quorum log's replay (disk quorum: ``disk_epoch`` follows a won disk), this node's database
+        holds every update committed up to the newest epoch recorded on the disk: in a round, its epoch (the
+        one its statuses carry, by which the round picks its coordinator and its sponsor) is that one, if newer.
+        Its installed membership, and the epoch its heartbeats carry, stay as they are until the round installs
+        one."""
+        newer = And(r.kind == DISK, e.epoch > r.epoch)
+        return {"epoch": If(newer, e.epoch, r.epoch), "acked": If(And(newer, e.epoch > r.acked), e.epoch, r.acked)}
+
     def install(r: Any, members: tuple[Any, ...], epoch: Any) -> dict[str, Any]:
         return {"members": members, "epoch": epoch, "attempts": 0}
 
@@ -399,13 +408,35 @@ def make_membership_spec(n: int) -> Spec:
                    doc="the arbitration machine owns the quorum disk"),
         Transition("disk_epoch", IN_ROUND, COLLECTING, guard=named("round_recorded_on_the_disk", lambda r, e: And(
             r.kind == DISK, r.round <= e.epoch)),
-                   update=lambda r, e: {**start_round(r, e.epoch + 1), "attempts": r.attempts},
+                   update=lambda r, e: {**start_round(r.replace(**caught_up(r, e)), e.epoch + 1),
+                                        **caught_up(r, e), "attempts": r.attempts},
                    effects=(cancel_wait, *COLLECT),
                    doc="the quorum disk records a membership at this round or later (its holders changed while "
                        "this node was away): start a round above it, so that no epoch is installed twice (not a "
-                       "fruitless round: it does not count)"),
+                       "fruitless round: it does not count), with the disk's epoch as this node's (below)"),
+        Transition("disk_epoch", (PROPOSING, ACCEPTED), COLLECTING, guard=named("log_newer_than_the_proposal",
+                                                                                lambda r, e: And(
+            r.kind == DISK, r.round > e.epoch, e.epoch > r.epoch)),
+                   update=lambda r, e: {**start_round(r.replace(**caught_up(r, e)), r.round + 1), **caught_up(r, e),
+                                        "attempts": r.attempts},
+                   effects=(cancel_wait, *COLLECT),
+                   doc="the quorum log just brought this node's database past the epoch the proposal of this round "
+                       "was built on (its sponsor may lack updates the log holds): start the next round, whose "
+                       "statuses carry the disk's epoch for this node, so that it sponsors the others' databases "
+                       "(under disk quorum only the disk's holder commits, so the old proposal could not be "
+                       "committed anyway)"),
+        Transition("disk_epoch", (COLLECTING,), None, guard=named("log_newer_than_this_round", lambda r, e: And(
+            r.kind == DISK, r.round > e.epoch, e.epoch > r.epoch)),
+                   update=lambda r, e: {**caught_up(r, e), "epochs": Store(r.epochs, r.me, e.epoch)},
+                   effects=(status_effect(),),
+                   doc="the quorum log just brought this node's database to the newest epoch recorded on the disk, "
+                       "past the epoch it installed: a member installed before that epoch may miss updates the "
+                       "log holds (a membership it was not in committed them), so this node counts as at the "
+                       "disk's epoch, as the sponsor it now is, and says so in a new status of this round (the "
+                       "coordinator and the sponsor are chosen by epoch); found by the whole-cluster test with "
+                       "a stall, where a node at the old epoch sponsored the join and kept an orphan"),
         Transition("disk_epoch", (*IN_ROUND, STABLE), None, guard=named("rounds_above_the_disk", lambda r, e: Or(
-            r.kind != DISK, r.round > e.epoch, r.is_(STABLE))),
+            r.kind != DISK, r.is_(STABLE), And(r.round > e.epoch, e.epoch <= r.epoch))),
                    update=lambda r, e: {"round": If(And(r.kind == DISK, e.epoch > r.round), e.epoch, r.round)},
                    doc="the next round goes above the newest epoch recorded on the quorum disk"),
         Transition("disk_lost", IN_ROUND, HALTED, guard=named("lost_the_challenge", lambda r, e: r.kind == DISK),

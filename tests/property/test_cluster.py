@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -508,18 +507,16 @@ def test_a_join_whose_sponsor_died_leaves_the_node_out_of_the_failover_manager()
     assert world.committed.get(2) == [{"key": "k", "value": "7"}], "the story did not happen: k=7 is not update 2"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="open finding (issue 14, item 6): found by TestClusterDisk with the stall rule; a node that "
-                   "halts on a clock gap and rejoins while the disk stalls coordinates a membership with a member "
-                   "ahead of it and keeps its orphan as update 2")
 def test_a_stalled_node_that_rejoins_while_the_disk_stalls_keeps_no_orphan() -> None:
     """Found by ``TestClusterDisk`` (ci profile, full suite's draws), cut down to its one stall that matters.
-    Node 1 submitted k=8 as update 2 while cut off (an orphan); the others committed k=1 as update 2.  Node 1's
-    daemon stalls 4377 ms from 32590 ms while the disk stalls (12 s, every path); it wakes, halts on the clock
-    gap (36967 ms), rejoins (37502 ms) and at 40705 ms installs epoch 205 with node 2 as the round's
-    coordinator without loading node 2's database (node 2 is at update 3, node 1 at 2): node 1 keeps k=8 as
-    update 2, and node 2 has k=1 (``update_violations``).  Strict: when it passes, the bug is fixed and this
-    marker must go."""
+    Node 1 submitted k=8 as update 2 while cut off (an orphan); the others committed k=1 as update 2, and node 0,
+    alone with the disk, recorded epoch 104 there.  Node 1's daemon stalls 4377 ms from 32590 ms while the disk
+    stalls (12 s, every path); it wakes, halts on the clock gap (36967 ms) and rejoins (37502 ms).  Node 2, at
+    epoch 103 like node 1, wins the disk at 40602 ms and replays the quorum log (update 3).  Both counted as
+    installed at epoch 103, so node 1 (the lower id) coordinated epoch 205 as its own sponsor, and node 2 did not
+    load its database either: node 1 kept k=8 as update 2 (``update_violations``).  Now the replay raises node
+    2's epoch in the round to the disk's (``disk_epoch``, ``log_newer_than_this_round``): node 2 coordinates
+    and sponsors, and node 1 loads its database."""
     machine = cluster_machine(liveness=True, quorum="disk", longest_wait_ms=3000)
     s = machine()
     s.form(seed=1533, restart_crashed=False)
@@ -564,3 +561,7 @@ def test_a_stalled_node_that_rejoins_while_the_disk_stalls_keeps_no_orphan() -> 
     s.stall_disk(delay=12000, node=0, then_ms=0)
     s.stall_disk(delay=12000, node=2, then_ms=0)
     s.teardown()
+    assert s.world.committed.get(2) == [{"key": "k", "value": "1"}], "the story did not happen: k=1 is not update 2"
+    assert any(e.get("node") == 2 and e.get("machine") == "membership" and e.get("trigger") == "disk_epoch"
+               and any(x["name"] == "status" and x["args"]["epoch"] == 104 for x in e["effects"])
+               for e in s.world.cluster.trace), "the story did not happen: node 2 never counted as at epoch 104"
