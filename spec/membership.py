@@ -379,6 +379,16 @@ def make_membership_spec(n: int) -> Spec:
         Transition("ack", (PROPOSING,), None, guard=ack_counts,
                    update=lambda r, e: {"acks": Store(r.acks, e.src, True)}, doc="one more acknowledgement"),
         Transition("ack", (PROPOSING,), None, guard=ack_stale, doc="for another round"),
+        Transition("ack", (STABLE,), None, guard=named("late_ack_of_my_install", lambda r, e: And(
+            e.round == r.epoch, r.proposer == r.me, Exists(ks, lambda k: And(k == e.src, r.members[k])))),
+                   effects=(Effect("send", "commit", lambda r, e, r2: {"to": e.src, "round": r.epoch}),),
+                   doc="a member acknowledges the membership this node coordinated and has installed: its commit "
+                       "may have reached that member before the proposal did (a coordinator that commits alone "
+                       "sends both at once) or been lost, and the member waits for it: send the commit again to "
+                       "it (found by the whole-cluster test, where the member's wait ran out and it halted)"),
+        Transition("ack", (STABLE,), None, guard=named("not_a_late_ack_of_my_install", lambda r, e: Not(And(
+            e.round == r.epoch, r.proposer == r.me, Exists(ks, lambda k: And(k == e.src, r.members[k]))))),
+                   doc="an acknowledgement of another round, or of a membership this node did not coordinate"),
         Transition("commit", (ACCEPTED,), STABLE, guard=commit_matches,
                    update=lambda r, e: install(r, r.proposal, r.acked),
                    effects=(cancel_wait, load, installed, disk_not_needed),
@@ -507,7 +517,7 @@ def make_membership_spec(n: int) -> Spec:
         Ignore("status", (DOWN, HALTED), "not taking part"),
         Ignore("collect_elapsed", (DOWN, PROPOSING, ACCEPTED, STABLE, HALTED), "a late timer"),
         Ignore("install", (DOWN, HALTED), "not taking part"),
-        Ignore("ack", (DOWN, COLLECTING, ACCEPTED, STABLE, HALTED), "not proposing"),
+        Ignore("ack", (DOWN, COLLECTING, ACCEPTED, HALTED), "not proposing"),
         Ignore("commit", (DOWN, COLLECTING, STABLE, HALTED), "not waiting for a commit"),
         Ignore("install_wait_elapsed", (DOWN, STABLE, HALTED), "a late timer"),
         Ignore("disk_won", (DOWN, HALTED), "not taking part"),

@@ -60,7 +60,7 @@ SETTLED_MS = d.HEARTBEAT_PERIOD_MS * d.HEARTBEAT_MISSED_THRESHOLD + d.REGROUP_MA
 REJOINED_MS = REJOIN_AFTER_MS + d.REGROUP_MAX_ROUNDS * 2 * d.REGROUP_STAGE_MS
 #: the groups of nodes left out are taken over, and started resource by resource (at most two per group here)
 ONLINE_MS = d.TAKEOVER_WAIT_MS + max(len(g.resources) for g in GROUPS) * OP_MS
-#: after the faults stop, everything that can run runs within this: 900 + 2400 + 800 = 4100 ms
+#: after the faults stop, everything that can run runs within this: 900 + 2400 + 600 = 3900 ms
 LIVENESS_BOUND_MS = SETTLED_MS + REJOINED_MS + ONLINE_MS
 
 # Under disk quorum: a node that will halt has done so within a detection and the disk regroup window; the
@@ -224,7 +224,7 @@ def cluster_machine(takeover_wait_ms: int | None = None, more_faults: bool = Tru
             halt has halted within a detection (heartbeat period x missed threshold, 500 ms) and its regroup
             rounds (max rounds x 2 stages, 400 ms); a halted node starts again within REJOIN_AFTER_MS (2000
             ms) and joins within its rounds (400 ms); the groups of nodes left out are taken over after the
-            take-over wait (700 ms) and started resource by resource (2 x 50 ms): 4100 ms.  Over 1000
+            take-over wait (500 ms) and started resource by resource (2 x 50 ms): 3900 ms.  Over 1000
             derandomised runs the slowest recovery took 3450 ms."""
             if not liveness:
                 return
@@ -445,11 +445,13 @@ def test_an_owner_that_crashes_and_restarts_at_once_brings_its_groups_back() -> 
     assert world.online_on(0) == [0] and world.online_on(1) == [2]
 
 
-def sponsor_dies(check: Callable[[World], None]) -> World:
+def sponsor_dies(check: Callable[[World], None], seed: int = 5) -> World:
     """Node 0 applies k=0 as update 2 alone (cut one way from node 1, node 2 restarting) while nodes 1 and 2
     commit k=7 as update 2; the network heals and node 1, the sponsor node 0 will name, crashes.  ``check``
-    runs every 10 ms until then."""
-    world = World(NODES, GROUPS, seed=0, op_ms=OP_MS, rejoin_after_ms=REJOIN_AFTER_MS)
+    runs every 10 ms until then.  Which of the two rival coordinators of node 2's first round node 2 hears first
+    depends on the links' random delays: the seed is one where it is node 1 (seed 0 was, until a coordinator
+    began sending a late acknowledger its commit again, which draws one more delay)."""
+    world = World(NODES, GROUPS, seed=seed, op_ms=OP_MS, rejoin_after_ms=REJOIN_AFTER_MS)
     world.boot_all()
     world.cluster.run_for(2000)
     world.cluster.nodes[2].crash()

@@ -242,3 +242,69 @@ def test_the_disk_holder_records_each_round_before_it_counts_and_a_winner_rounds
         assert "record_epoch" not in names(other.step("install", **proposal))
         if kind == MNS:
             assert other.step("disk_epoch", epoch=9) == [] and other.record.round == 4
+
+
+def test_the_quorum_logs_replay_makes_the_winner_the_rounds_sponsor() -> None:
+    """Disk quorum: two nodes installed epoch 103; node 2 wins the disk, whose log records epoch 104 (a membership
+    without them committed updates there), and replays it.  In the round node 2 now counts as at epoch 104: it
+    says so in a new status, coordinates ahead of node 1 (a lower id at 103) and sponsors the install, so node 1
+    loads its database; node 1 would otherwise have sponsored the round with the orphan it held.  Node 2's
+    installed membership is unchanged, and Majority Node Set ignores the disk's epoch."""
+    node2 = LiveMachine(make_membership_spec(3), me=2, kind=DISK, epoch=103, acked=103, round=103,
+                        members=(False, True, True))
+    node2.step("boot")
+    peer = {"src": 1, "round": node2.record.round, "disk": 0, "epoch": 103, "alive0": 0, "alive1": 1, "alive2": 1}
+    node2.step("status", **peer)
+    effects = node2.step("disk_epoch", epoch=104)
+    assert node2.state == "Collecting" and node2.record.epoch == 104
+    assert [e.args["epoch"] for e in effects if e.name == "status"] == [104]
+    assert node2.record.members == (False, True, True)
+    node2.step("disk_won")
+    effects = node2.step("collect_elapsed")  # a round that started before the win: the next one counts it
+    assert [e.args["epoch"] for e in effects if e.name == "status"] == [104]
+    node2.step("status", **{**peer, "round": node2.record.round})
+    effects = node2.step("collect_elapsed")
+    installs = [e.args for e in effects if e.name == "install"]
+    assert node2.state == "Stable" and installs and (installs[0]["sponsor"], installs[0]["base"]) == (2, 104)
+    assert "load_database" not in [e.name for e in effects]
+
+    node1 = LiveMachine(make_membership_spec(3), me=1, kind=DISK, epoch=103, acked=103, round=103,
+                        members=(False, True, True))
+    node1.step("boot")
+    node1.step("status", src=2, round=node1.record.round, disk=1, epoch=104, alive0=0, alive1=1, alive2=1)
+    node1.step("collect_elapsed")  # node 2 ranks above it: it waits
+    proposal = {k: v for k, v in installs[0].items() if k != "to"}
+    node1.step("install", **{**proposal, "src": 2, "round": node1.record.round})
+    effects = node1.step("commit", src=2, round=node1.record.round)
+    assert node1.state == "Stable" and [e.args for e in effects if e.name == "load_database"] == [{"sponsor": 2}]
+
+    mns = LiveMachine(make_membership_spec(3), me=2, kind=MNS, epoch=103, acked=103, round=103)
+    mns.step("boot")
+    assert mns.step("disk_epoch", epoch=104) == [] and mns.record.epoch == 103
+
+
+def test_a_commit_that_overtook_its_proposal_is_sent_again_when_the_member_acknowledges() -> None:
+    """A coordinator that commits alone (it holds the disk) sends its proposal and its commit at once; a member
+    that gets the commit first ignores it (it has accepted nothing) and then accepts the proposal.  When its
+    acknowledgement reaches the coordinator, now Stable, the coordinator sends it the commit again, and it
+    installs instead of waiting out the round and halting.  Found by the whole-cluster test under disk quorum."""
+    holder = LiveMachine(make_membership_spec(3), me=0, kind=DISK)
+    holder.step("boot")
+    holder.step("disk_won")
+    holder.step("collect_elapsed")  # a round that started before the win: the next one counts it
+    holder.step("status", src=2, round=2, disk=0, epoch=0, alive0=1, alive1=0, alive2=1)
+    effects = holder.step("collect_elapsed")
+    assert holder.state == "Stable" and holder.record.members == (True, False, True)
+    install = next(e.args for e in effects if e.name == "install")
+    member = LiveMachine(make_membership_spec(3), me=2, kind=DISK)
+    member.step("boot")
+    member.step("status", src=0, round=2, disk=1, epoch=0, alive0=1, alive1=0, alive2=1)
+    assert member.step("commit", src=0, round=2) == [] and member.state == "Collecting"
+    member.step("install", src=0, **{k: v for k, v in install.items() if k != "to"})
+    assert member.state == "Accepted"
+    again = holder.step("ack", src=2, round=2)
+    assert [(e.name, e.args) for e in again] == [("commit", {"to": 2, "round": 2})]
+    member.step("commit", src=0, round=2)
+    assert member.state == "Stable" and member.record.epoch == 2
+    assert holder.step("ack", src=1, round=2) == [], "a node outside the membership got a commit"
+    assert holder.step("ack", src=2, round=1) == [], "an acknowledgement of another round got a commit"
