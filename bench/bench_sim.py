@@ -9,7 +9,7 @@ Figures are printed, never asserted (the machine is shared).
    cluster, with the 3-node cluster measured in the same run as the baseline.
 2. Crash -> every group of the crashed node online elsewhere, in simulated
    time with the default timings (heartbeat 100 ms x 5, regroup stage 100 ms,
-   take-over wait 700 ms, 50 ms resource operations), over N seeds: p50, p99
+   take-over wait 500 ms, 50 ms resource operations), over N seeds: p50, p99
    and max, with the detection (new membership installed) part shown apart.
 """
 

@@ -152,11 +152,11 @@ OBLIGATIONS: tuple[Obligation, ...] = (
                "sooner than (missed_heartbeats - 1) periods after that heartbeat), regroup for a stage and wait "
                "the take-over wait before they start its groups"),
     Obligation("left_out_member_stops_before_takeover",
-               (("heartbeat_period_ms",), ("lease_kill_ms",)), "<", "takeover_wait_ms",
+               (("heartbeat_period_ms",), ("jitter_ms",), ("lease_kill_ms",)), "<", "takeover_wait_ms",
                "a member left out of a membership that still hears the others (a one-way or transport-only cut) "
-               "gets the new epoch in the first heartbeat after the install (sent out of turn, or a period later "
-               "if that one is lost); its heartbeat thread revokes its lease at once and its monitors stop its "
-               "resources within lease_kill_ms, before the survivors start them"),
+               "gets the new epoch in the first heartbeat after the install (sent out of turn, or a period later, "
+               "late by up to the jitter, if that one is lost); its heartbeat thread revokes its lease at once "
+               "and its monitors stop its resources within lease_kill_ms, before the survivors start them"),
     Obligation("stalled_owner_stops_before_disk_takeover",
                (("lease_ms",), ("lease_kill_ms",), ("heartbeat_period_ms",), ("heartbeat_period_ms",)), "<",
                (("heartbeat_period_ms", "missed_heartbeats"), ("regroup_stage_ms",), ("disk_takeover_wait_ms",)),
