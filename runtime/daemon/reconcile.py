@@ -60,6 +60,10 @@ STOP_START, BLOCK = "stop_start", "block"
 POLICIES = (STOP_START, BLOCK)
 #: a node held back by a blocked copy probes again this often
 RECHECK_S = 2.0
+#: after Terminate, how long the copy may take to be gone (its process to exit and let its sockets go), and how
+#: often it is probed meanwhile, before it counts as still there
+GONE_WITHIN_S = 2.0
+GONE_POLL_S = 0.05
 
 #: what :func:`decide` says to do with a resource
 NONE, KEEP, STOP, HOLD, UNKNOWN = "none", "keep", "stop", "block", "unknown"
@@ -203,6 +207,11 @@ class Reconciler:
         """Terminate the copy, then probe again: a copy that is still there blocks the join."""
         ok = await self.bridge.terminate_now(v.target.machine)
         again = await self.bridge.probe(v.target.machine)
+        deadline = time.monotonic() + GONE_WITHIN_S
+        while ok and again.get("active") and "error" not in again and time.monotonic() < deadline:
+            # a killed process lets its sockets go only as it exits, a moment after the signal
+            await asyncio.sleep(GONE_POLL_S)
+            again = await self.bridge.probe(v.target.machine)
         if ok and not again.get("active") and "error" not in again:
             log.warning("%s", sentence(self.me, v, "stopped"))
             return v

@@ -128,8 +128,12 @@ def test_a_stray_copy_is_stopped_before_the_node_joins(lab: LabCluster, network:
     assert ping(network, OWNER) and not ping(network, 0)
     assert lab.group(0, "cache")["owner"] == OWNER and lab.group(0, "cache")["state"] == "Online"
     # node 0's own view: its reconciliation ended before it first installed a membership
-    [run] = [r for r in lab.client(0).get("/v1/local")["reconcile"]["runs"] if r["why"] == how
-             and r["at"] * 1000 >= started_ms]
+    # the first run since the join was asked for; in about 1 run of 10 node 0 halts once after it joined and
+    # rejoins 2 s later (a second run, that finds nothing): an open liveness finding, not this test's subject
+    runs = [r for r in lab.client(0).get("/v1/local")["reconcile"]["runs"] if r["why"] == how
+            and r["at"] * 1000 >= started_ms]
+    assert runs, "node 0 has no reconciliation run since the join was asked for"
+    run = min(runs, key=lambda r: r["at"])
     [found] = run["found"]
     assert found["resource"] == "cache/redis" and found["action"] == "stop" and found["multiple_active"]
     stable_ms = first_stable_ms(lab, 0, started_ms)
