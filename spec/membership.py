@@ -261,14 +261,27 @@ def make_membership_spec(n: int) -> Spec:
     def rounds_exhausted(r: Any, e: Any) -> Any:
         return r.attempts >= r.max_rounds
 
+    def log_is_newer(r: Any, e: Any) -> Any:
+        """Disk quorum, and the quorum log this node just replayed records a newer epoch than its own."""
+        return And(r.kind == DISK, e.epoch > r.epoch)
+
     def caught_up(r: Any, e: Any) -> dict[str, Any]:
         """After the quorum log's replay (disk quorum: ``disk_epoch`` follows a won disk), this node's database
         holds every update committed up to the newest epoch recorded on the disk: in a round, its epoch (the
         one its statuses carry, by which the round picks its coordinator and its sponsor) is that one, if newer.
         Its installed membership, and the epoch its heartbeats carry, stay as they are until the round installs
         one."""
-        newer = And(r.kind == DISK, e.epoch > r.epoch)
+        newer = log_is_newer(r, e)
         return {"epoch": If(newer, e.epoch, r.epoch), "acked": If(And(newer, e.epoch > r.acked), e.epoch, r.acked)}
+
+    def round_after_replay(r: Any, e: Any, number: Any) -> dict[str, Any]:
+        """Start round ``number`` caught up with the quorum log (not a fruitless round: it does not count)."""
+        up = caught_up(r, e)
+        return {**start_round(r.replace(**up), number), **up, "attempts": r.attempts}
+
+    def late_ack_of_my_install(r: Any, e: Any) -> Any:
+        """An acknowledgement, from a member, of the membership this node coordinated and installed."""
+        return And(e.round == r.epoch, r.proposer == r.me, Exists(ks, lambda k: And(k == e.src, r.members[k])))
 
     def install(r: Any, members: tuple[Any, ...], epoch: Any) -> dict[str, Any]:
         return {"members": members, "epoch": epoch, "attempts": 0}
@@ -379,15 +392,13 @@ def make_membership_spec(n: int) -> Spec:
         Transition("ack", (PROPOSING,), None, guard=ack_counts,
                    update=lambda r, e: {"acks": Store(r.acks, e.src, True)}, doc="one more acknowledgement"),
         Transition("ack", (PROPOSING,), None, guard=ack_stale, doc="for another round"),
-        Transition("ack", (STABLE,), None, guard=named("late_ack_of_my_install", lambda r, e: And(
-            e.round == r.epoch, r.proposer == r.me, Exists(ks, lambda k: And(k == e.src, r.members[k])))),
+        Transition("ack", (STABLE,), None, guard=late_ack_of_my_install,
                    effects=(Effect("send", "commit", lambda r, e, r2: {"to": e.src, "round": r.epoch}),),
                    doc="a member acknowledges the membership this node coordinated and has installed: its commit "
                        "may have reached that member before the proposal did (a coordinator that commits alone "
                        "sends both at once) or been lost, and the member waits for it: send the commit again to "
                        "it (found by the whole-cluster test, where the member's wait ran out and it halted)"),
-        Transition("ack", (STABLE,), None, guard=named("not_a_late_ack_of_my_install", lambda r, e: Not(And(
-            e.round == r.epoch, r.proposer == r.me, Exists(ks, lambda k: And(k == e.src, r.members[k]))))),
+        Transition("ack", (STABLE,), None, guard=negation("not_a_late_ack_of_my_install", late_ack_of_my_install),
                    doc="an acknowledgement of another round, or of a membership this node did not coordinate"),
         Transition("commit", (ACCEPTED,), STABLE, guard=commit_matches,
                    update=lambda r, e: install(r, r.proposal, r.acked),
@@ -418,17 +429,15 @@ def make_membership_spec(n: int) -> Spec:
                    doc="the arbitration machine owns the quorum disk"),
         Transition("disk_epoch", IN_ROUND, COLLECTING, guard=named("round_recorded_on_the_disk", lambda r, e: And(
             r.kind == DISK, r.round <= e.epoch)),
-                   update=lambda r, e: {**start_round(r.replace(**caught_up(r, e)), e.epoch + 1),
-                                        **caught_up(r, e), "attempts": r.attempts},
+                   update=lambda r, e: round_after_replay(r, e, e.epoch + 1),
                    effects=(cancel_wait, *COLLECT),
                    doc="the quorum disk records a membership at this round or later (its holders changed while "
                        "this node was away): start a round above it, so that no epoch is installed twice (not a "
                        "fruitless round: it does not count), with the disk's epoch as this node's (below)"),
         Transition("disk_epoch", (PROPOSING, ACCEPTED), COLLECTING, guard=named("log_newer_than_the_proposal",
                                                                                 lambda r, e: And(
-            r.kind == DISK, r.round > e.epoch, e.epoch > r.epoch)),
-                   update=lambda r, e: {**start_round(r.replace(**caught_up(r, e)), r.round + 1), **caught_up(r, e),
-                                        "attempts": r.attempts},
+            log_is_newer(r, e), r.round > e.epoch)),
+                   update=lambda r, e: round_after_replay(r, e, r.round + 1),
                    effects=(cancel_wait, *COLLECT),
                    doc="the quorum log just brought this node's database past the epoch the proposal of this round "
                        "was built on (its sponsor may lack updates the log holds): start the next round, whose "
@@ -436,7 +445,7 @@ def make_membership_spec(n: int) -> Spec:
                        "(under disk quorum only the disk's holder commits, so the old proposal could not be "
                        "committed anyway)"),
         Transition("disk_epoch", (COLLECTING,), None, guard=named("log_newer_than_this_round", lambda r, e: And(
-            r.kind == DISK, r.round > e.epoch, e.epoch > r.epoch)),
+            log_is_newer(r, e), r.round > e.epoch)),
                    update=lambda r, e: {**caught_up(r, e), "epochs": Store(r.epochs, r.me, e.epoch)},
                    effects=(status_effect(),),
                    doc="the quorum log just brought this node's database to the newest epoch recorded on the disk, "
@@ -446,7 +455,7 @@ def make_membership_spec(n: int) -> Spec:
                        "coordinator and the sponsor are chosen by epoch); found by the whole-cluster test with "
                        "a stall, where a node at the old epoch sponsored the join and kept an orphan"),
         Transition("disk_epoch", (*IN_ROUND, STABLE), None, guard=named("rounds_above_the_disk", lambda r, e: Or(
-            r.kind != DISK, r.is_(STABLE), And(r.round > e.epoch, e.epoch <= r.epoch))),
+            r.kind != DISK, r.is_(STABLE), And(r.round > e.epoch, Not(log_is_newer(r, e))))),
                    update=lambda r, e: {"round": If(And(r.kind == DISK, e.epoch > r.round), e.epoch, r.round)},
                    doc="the next round goes above the newest epoch recorded on the quorum disk"),
         Transition("disk_lost", IN_ROUND, HALTED, guard=named("lost_the_challenge", lambda r, e: r.kind == DISK),
