@@ -252,6 +252,9 @@ def make_membership_spec(n: int) -> Spec:
     def suspect_is_outsider(r: Any, e: Any) -> Any:
         return Not(suspect_is_member(r, e))
 
+    def suspect_in_proposal(r: Any, e: Any) -> Any:
+        return Exists(ks, lambda k: And(k == e.node, r.proposal[k]))
+
     def wants_disk(r: Any, e: Any) -> Any:
         return And(r.kind == DISK, Not(r.holds_disk))
 
@@ -322,8 +325,21 @@ def make_membership_spec(n: int) -> Spec:
         Transition("suspect", (STABLE,), None, guard=suspect_is_outsider,
                    update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
                    doc="not a member: nothing to regroup for"),
-        Transition("suspect", IN_ROUND, None, update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
-                   doc="remember it for the next round"),
+        Transition("suspect", (COLLECTING,), COLLECTING, update=lambda r, e: suspecting(r, e.node),
+                   effects=(cancel_wait, *COLLECT),
+                   doc="a node this node heard when the round began missed its beats: start the next round, whose "
+                       "status says whom this node hears now (the rows of a round only ever gain links, so the old "
+                       "round would be decided on the old row: a node whose heartbeats stop on every link at once "
+                       "is suspected by each peer at its own tick, and a coordinator that suspected one peer first "
+                       "kept the other in, halting a healthy majority's member; issue 15, a heartbeat-only cut)"),
+        Transition("suspect", (PROPOSING, ACCEPTED), COLLECTING, guard=suspect_in_proposal,
+                   update=lambda r, e: suspecting(r, e.node), effects=(cancel_wait, *COLLECT),
+                   doc="a node of the proposal missed its beats: the proposal was built on rows that heard it; start "
+                       "the next round (the others join it, and the proposal is not committed without this node)"),
+        Transition("suspect", (PROPOSING, ACCEPTED), None, guard=negation("suspect_outside_proposal",
+                                                                          suspect_in_proposal),
+                   update=lambda r, e: {"suspects": Store(r.suspects, e.node, True)},
+                   doc="not in the proposal: remember it for the next round"),
         Transition("peer_back", (COLLECTING,), None, update=hearing_again, effects=(status_effect(),),
                    doc="heartbeats from that node again while statuses are collected: tell the others whom this "
                        "node hears now (the rows of the round decide who is pruned, and a node that just came "

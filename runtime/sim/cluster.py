@@ -51,6 +51,10 @@ def spec_wiring(node: SimNode, machine: str, report: Emitted) -> Routed:
     return route(machine, report.name, report.args, set(node.machines))
 
 
+#: the heartbeat machine's period timer
+HEARTBEAT_TICK: TimerKey = ("heartbeat", "tick")
+
+
 @dataclass
 class Message:
     machine: str
@@ -78,6 +82,9 @@ class SimNode(MachineHost):
     #: stalled: what would reach the node waits here, in order, until it wakes
     stalled: bool = False
     backlog: list[Callable[[], None]] = field(default_factory=list)
+    #: where in each period this node's heartbeat ticks fall (ms after a multiple of the period), as each
+    #: daemon's C timer thread runs on its own start time; None: on the timer's own schedule
+    tick_phase_ms: int | None = None
 
     def running(self) -> bool:
         return self.up
@@ -119,6 +126,8 @@ class SimNode(MachineHost):
             self.cluster.network.send(self.node_id, dst, message)
 
     def start_timer(self, key: TimerKey, ms: int) -> None:
+        if key == HEARTBEAT_TICK and self.tick_phase_ms is not None and ms > 0:
+            ms += (self.tick_phase_ms - (self.cluster.clock.now + ms)) % ms
         if key in self.timers:
             self.timers[key].cancel()
         handle = self.cluster.clock.call_later(

@@ -19,6 +19,15 @@ Deliver = Callable[[int, int, Any], None]  # (dst, src, payload)
 Trace = Callable[[dict[str, Any]], None]
 
 
+#: the two ways a message travels between nodes, as the daemon sends them
+CHANNELS = ("heartbeats", "transport")
+
+
+def channel_of(payload: Any) -> str:
+    """Heartbeats are datagrams of their own (the C timer's UDP); every other machine's message is on the transport."""
+    return "heartbeats" if getattr(payload, "machine", None) == "heartbeat" else "transport"
+
+
 @dataclass(frozen=True)
 class LinkPolicy:
     """How one direction of a link behaves."""
@@ -58,6 +67,8 @@ class SimNetwork:
         self.default = default or LinkPolicy()
         self._policy: dict[tuple[int, int], LinkPolicy] = {}
         self._cut: set[tuple[int, int]] = set()
+        #: one channel cut: (src, dst) -> "heartbeats" (the UDP datagrams) or "transport" (every other message: TCP)
+        self._cut_channel: dict[tuple[int, int], str] = {}
         self._slow: dict[tuple[int, int], int] = {}
         #: per link: when it was last healed of a cut, a slow transport or a degraded policy
         self._healed_at: dict[tuple[int, int], int] = {}
@@ -72,6 +83,13 @@ class SimNetwork:
     def cut(self, src: int, dst: int) -> None:
         """Messages from ``src`` to ``dst`` are lost (one way)."""
         self._cut.add((src, dst))
+
+    def cut_channel(self, src: int, dst: int, channel: str) -> None:
+        """Only one channel from ``src`` to ``dst`` is lost: ``heartbeats`` (a firewall dropping UDP) or
+        ``transport`` (TCP dropped while the heartbeats flow)."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
+        self._cut_channel[(src, dst)] = channel
 
     def slow(self, src: int, dst: int, ms: int) -> None:
         """Messages from ``src`` to ``dst`` on the transport (every machine's but the heartbeats', which are
@@ -92,9 +110,10 @@ class SimNetwork:
 
     def heal(self) -> None:
         """Remove every cut, slow link and per-link policy."""
-        for link in self._cut | set(self._slow) | set(self._policy):
+        for link in self._cut | set(self._cut_channel) | set(self._slow) | set(self._policy):
             self._healed_at[link] = self.clock.now
         self._cut.clear()
+        self._cut_channel.clear()
         self._slow.clear()
         self._policy.clear()
 
@@ -108,7 +127,7 @@ class SimNetwork:
         """Since when the link from ``src`` to ``dst`` has carried every message at the default policy (0: always),
         or None while it is cut, slow or degraded."""
         link = (src, dst)
-        if link in self._cut or link in self._slow or link in self._policy:
+        if link in self._cut or link in self._cut_channel or link in self._slow or link in self._policy:
             return None
         return self._healed_at.get(link, 0)
 
@@ -122,23 +141,29 @@ class SimNetwork:
         if not self.connected(src, dst) or self.rng.random() < policy.loss:
             self._drop(src, dst, payload, "cut" if not self.connected(src, dst) else "loss")
             return
+        if self._channel_cut(src, dst, payload):
+            self._drop(src, dst, payload, f"{self._cut_channel[(src, dst)]} cut")
+            return
         copies = 2 if self.rng.random() < policy.duplicate else 1
         if copies == 2:
             self.stats.duplicated += 1
         for _ in range(copies):
             delay = self.rng.randint(policy.min_delay_ms, policy.max_delay_ms)
-            if getattr(payload, "machine", None) != "heartbeat":
+            if channel_of(payload) == "transport":
                 delay += self._slow.get((src, dst), 0)
             self.clock.call_later(delay, lambda: self._arrive(src, dst, payload), f"msg {src}->{dst}")
 
     def _arrive(self, src: int, dst: int, payload: Any) -> None:
         # a message already on the wire arrives even if its sender has crashed since; it is lost if the
         # receiver is down or the link between them was cut while it was in flight
-        if dst in self._down or (src, dst) in self._cut:
+        if dst in self._down or (src, dst) in self._cut or self._channel_cut(src, dst, payload):
             self._drop(src, dst, payload, "cut in flight")
             return
         self.stats.delivered += 1
         self._deliver(dst, src, payload)
+
+    def _channel_cut(self, src: int, dst: int, payload: Any) -> bool:
+        return self._cut_channel.get((src, dst)) == channel_of(payload)
 
     def _drop(self, src: int, dst: int, payload: Any, why: str) -> None:
         self.stats.dropped += 1

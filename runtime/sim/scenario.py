@@ -8,6 +8,7 @@ A scenario file (``tests/scenarios/cluster/*.sim``)::
     quorum mns          # or: quorum disk (a shared quorum disk, challenge/defense)
     rejoin after 2000   # a halted node starts its cluster role again, as the daemon does (default: never)
     heartbeat lag 5     # heartbeat reports reach the membership machine 5 ms later (default: 1)
+    heartbeat phases 95 5 44   # node i's heartbeat ticks fall that many ms into each period (default: all at once)
     group web: ip app; app needs ip; preferred 0 1 2
 
     at 0     boot all
@@ -20,8 +21,9 @@ Commands (times in simulated milliseconds, absolute after ``at``, relative
 to the previous line after ``within``, where the expectation must become true
 by then): ``boot all|N``, ``crash N``, ``restart N`` (the node's service
 starts again, with what it keeps on disk), ``partition A,B|C,D``, ``cut A>B``
-(messages from A to B are lost), ``slow A>B MS`` (messages from A to B on the
-transport, every machine's but the heartbeats', take MS longer, as TCP in
+(messages from A to B are lost), ``cut A>B heartbeats`` / ``cut A>B transport``
+(only A's heartbeat datagrams to B are lost, or only its transport messages),
+``slow A>B MS`` (messages from A to B on the transport, every machine's but the heartbeats', take MS longer, as TCP in
 retransmission backoff), ``heal``,
 ``move GROUP to N``, ``drain N`` (pause N and move its groups away),
 ``resume N``, ``hour H`` (every node's clock shows hour H of the day),
@@ -59,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wolfpack.errors import WolfpackError
+from wolfpack.runtime.sim.network import CHANNELS
 from wolfpack.runtime.sim.world import HEARTBEAT_LAG_MS, QUORUMS, GroupConfig, World
 
 CHECK_EVERY_MS = 10
@@ -84,6 +87,7 @@ class Scenario:
     quorum: str = "mns"
     rejoin_after_ms: int = 0
     heartbeat_lag_ms: int = HEARTBEAT_LAG_MS
+    heartbeat_phases: list[int] | None = None
     groups: list[GroupConfig] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
 
@@ -116,19 +120,27 @@ def parse(path: Path) -> Scenario:
             sc.rejoin_after_ms = _int(words[2], where)
         elif line.startswith("heartbeat "):
             words = line.split()
-            if len(words) != 3 or words[1] != "lag":
-                raise ScenarioError(f"{where}: cannot read {line!r}; expected 'heartbeat lag MS'")
-            sc.heartbeat_lag_ms = _int(words[2], where)
+            if len(words) == 3 and words[1] == "lag":
+                sc.heartbeat_lag_ms = _int(words[2], where)
+            elif len(words) > 2 and words[1] == "phases":
+                sc.heartbeat_phases = [_int(w, where) for w in words[2:]]
+            else:
+                raise ScenarioError(f"{where}: cannot read {line!r}; expected 'heartbeat lag MS' or "
+                                    "'heartbeat phases MS MS ...' (one per node)")
         elif line.startswith("quorum "):
             sc.quorum = line.split()[1]
             if sc.quorum not in QUORUMS:
                 raise ScenarioError(f"{where}: unknown quorum {sc.quorum!r}; use one of {', '.join(QUORUMS)}")
         else:
             raise ScenarioError(f"{where}: cannot read {line!r}; expected 'nodes N', 'seed N', "
-                                "'quorum mns|disk', 'rejoin after MS', 'heartbeat lag MS', 'group NAME: ...', "
+                                "'quorum mns|disk', 'rejoin after MS', 'heartbeat lag MS', 'heartbeat phases MS ...', "
+                                "'group NAME: ...', "
                                 "'at MS COMMAND' or 'within MS COMMAND'")
     if not sc.groups:
         raise ScenarioError(f"{path}: no 'group NAME: resources...' line")
+    if sc.heartbeat_phases is not None and len(sc.heartbeat_phases) != sc.nodes:
+        raise ScenarioError(f"{path}: 'heartbeat phases' lists {len(sc.heartbeat_phases)} phases for {sc.nodes} "
+                            "nodes; give one per node, in node order")
     return sc
 
 
@@ -168,7 +180,8 @@ class Runner:
     def __init__(self, scenario: Scenario) -> None:
         self.sc = scenario
         self.world = World(scenario.nodes, scenario.groups, seed=scenario.seed, quorum=scenario.quorum,
-                           rejoin_after_ms=scenario.rejoin_after_ms, heartbeat_lag_ms=scenario.heartbeat_lag_ms)
+                           rejoin_after_ms=scenario.rejoin_after_ms, heartbeat_lag_ms=scenario.heartbeat_lag_ms,
+                           heartbeat_phases=scenario.heartbeat_phases)
         self.timeline: list[str] = []
         self._index = {g.name: i for i, g in enumerate(scenario.groups)}
         self._overlaps = 0  # the world's two-copy moments already looked at
@@ -260,6 +273,9 @@ class Runner:
         elif verb == "cut" and len(words) == 2 and words[1].count(">") == 1:
             src, dst = (self._node(x, where) for x in words[1].split(">"))
             self.world.cluster.network.cut(src, dst)
+        elif verb == "cut" and len(words) == 3 and words[1].count(">") == 1 and words[2] in CHANNELS:
+            src, dst = (self._node(x, where) for x in words[1].split(">"))
+            self.world.cluster.network.cut_channel(src, dst, words[2])
         elif verb == "slow" and len(words) == 3 and words[1].count(">") == 1:
             src, dst = (self._node(x, where) for x in words[1].split(">"))
             self.world.cluster.network.slow(src, dst, _int(words[2], where))
@@ -279,7 +295,7 @@ class Runner:
                 raise ScenarioError(f"{where}: expected '{command}' at {self.now} ms: {self._state()}")
         else:
             raise ScenarioError(f"{where}: unknown command {command!r}; use boot, crash, restart, partition, "
-                                "cut A>B (one way), slow A>B MS, heal, "
+                                "cut A>B (one way), cut A>B heartbeats|transport, slow A>B MS, heal, "
                                 "move GROUP to N, drain N, resume N, hour H, update N KEY=VALUE, "
                                 "crash N after MACHINE EFFECT, stall disk MS, resume disk, stall N MS [with monitor], "
                                 "expect")

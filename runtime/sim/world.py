@@ -138,7 +138,8 @@ class Stall:
 class World:
     def __init__(self, nodes: int, groups: Sequence[GroupConfig], seed: int = 0, op_ms: int = 50,
                  policy: LinkPolicy | None = None, restart_threshold: int = 3, quorum: str = "mns",
-                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS, lease_ms: int = LEASE_MS) -> None:
+                 rejoin_after_ms: int = 0, heartbeat_lag_ms: int = HEARTBEAT_LAG_MS, lease_ms: int = LEASE_MS,
+                 heartbeat_phases: Sequence[int] | None = None) -> None:
         if quorum not in QUORUMS:
             raise ValueError(f"quorum must be one of {', '.join(QUORUMS)}, got {quorum!r}")
         if rejoin_after_ms < 0:
@@ -147,6 +148,10 @@ class World:
             raise ValueError(f"heartbeat_lag_ms must be >= 0, got {heartbeat_lag_ms}")
         if lease_ms < 1:
             raise ValueError(f"lease_ms must be >= 1, got {lease_ms}")
+        if heartbeat_phases is not None and (len(heartbeat_phases) != nodes or min(heartbeat_phases) < 0):
+            raise ValueError(f"heartbeat_phases needs one phase >= 0 per node ({nodes}), got {list(heartbeat_phases)}")
+        #: per node, where its heartbeat ticks fall in the period (None: every node's ticks at once)
+        self.heartbeat_phases = None if heartbeat_phases is None else list(heartbeat_phases)
         self.n = nodes
         self.lease_ms = lease_ms
         self.rejoin_after_ms = rejoin_after_ms
@@ -218,6 +223,7 @@ class World:
 
     def boot(self, node: int) -> None:
         sim = self.cluster.nodes[node]
+        sim.tick_phase_ms = None if self.heartbeat_phases is None else self.heartbeat_phases[node]
         sim.feed("heartbeat", "start")
         sim.feed("membership", "boot")
 

@@ -308,3 +308,37 @@ def test_a_commit_that_overtook_its_proposal_is_sent_again_when_the_member_ackno
     assert member.state == "Stable" and member.record.epoch == 2
     assert holder.step("ack", src=1, round=2) == [], "a node outside the membership got a commit"
     assert holder.step("ack", src=2, round=1) == [], "an acknowledgement of another round got a commit"
+
+
+def test_a_suspicion_during_a_round_starts_the_next_round_with_the_new_row() -> None:
+    """Issue 15, a heartbeat-only cut of node 0: node 0 coordinates a round whose statuses say every node hears
+    every other, then suspects node 1.  The round's rows only gain links, so deciding it would still propose node
+    1; instead node 0 starts the next round at once, saying it no longer hears node 1, and its next proposal
+    leaves node 1 out.  A suspicion during a proposal does the same if the suspected node is in it, and is only
+    remembered if it is not."""
+    m = LiveMachine(make_membership_spec(3), me=0)
+    m.step("boot")
+    m.step("status", **status(1, 1, 0, (0, 1, 2)))
+    m.step("status", **status(2, 1, 0, (0, 1, 2)))
+    effects = m.step("suspect", node=1)
+    assert m.state == "Collecting" and m.record.round == 2
+    sent = [e.args for e in effects if e.name == "status"]
+    assert [(s["round"], s["alive0"], s["alive1"], s["alive2"]) for s in sent] == [(2, 1, 0, 1)]
+    assert ("start_timer", "collect_elapsed") in [(e.kind, e.name) for e in effects]
+    m.step("status", **status(2, 2, 0, (0, 1, 2)))
+    m.step("status", **status(1, 2, 0, (0, 1, 2)))  # node 1 still hears node 0: one-way is not enough
+    install = next(e.args for e in m.step("collect_elapsed") if e.name == "install")
+    assert (install["m0"], install["m1"], install["m2"]) == (1, 0, 1)
+    assert m.state == "Proposing"
+    assert m.step("suspect", node=1) == [] and m.state == "Proposing"  # not in the proposal: remembered
+    effects = m.step("suspect", node=2)
+    assert m.state == "Collecting" and m.record.round == 3
+    assert ("cancel_timer", "install_wait_elapsed") in [(e.kind, e.name) for e in effects]
+
+    member = LiveMachine(make_membership_spec(3), me=2)
+    member.step("boot")
+    member.step("install", src=0, round=1, sponsor=0, base=0, m0=1, m1=0, m2=1)
+    assert member.state == "Accepted"
+    assert member.step("suspect", node=1) == [] and member.state == "Accepted"
+    member.step("suspect", node=0)
+    assert member.state == "Collecting" and member.record.round == 2
